@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+// Reference for scripts/bench: the work `imghost resize FILE... --out DIR` does, done with sharp.
+//
+//   node bench/sharp-resize.mjs --out DIR FILE...
+//
+// For each input, sequentially: three JPEG variants, small/medium/large = 320/1024/2048 px on the
+// long edge, never upscaled, EXIF orientation applied, quality 82, written as
+// DIR/<stem>-small.jpg, DIR/<stem>-medium.jpg, DIR/<stem>-large.jpg (the names imghost uses).
+// One libvips thread, no libvips operation cache. Prints nothing but errors: timing is done from
+// outside, the same way for both tools.
+
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import sharp from 'sharp';
+
+const VARIANTS = [
+  ['small', 320],
+  ['medium', 1024],
+  ['large', 2048],
+];
+const QUALITY = 82;
+
+function usage(message) {
+  if (message) console.error(`sharp-resize: ${message}`);
+  console.error('usage: node bench/sharp-resize.mjs --out DIR FILE...');
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  let out;
+  const files = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--out') {
+      if (i + 1 >= argv.length) usage('--out needs a directory');
+      out = argv[++i];
+    } else if (arg.startsWith('--out=')) {
+      out = arg.slice('--out='.length);
+    } else if (arg === '--') {
+      files.push(...argv.slice(i + 1));
+      break;
+    } else if (arg === '-h' || arg === '--help') {
+      usage();
+    } else if (arg.startsWith('-')) {
+      usage(`unknown option ${arg}`);
+    } else {
+      files.push(arg);
+    }
+  }
+  if (!out) usage('--out DIR is required');
+  if (files.length === 0) usage('no input files');
+  return { out, files };
+}
+
+async function main() {
+  const { out, files } = parseArgs(process.argv.slice(2));
+  sharp.concurrency(1);
+  sharp.cache(false);
+  await mkdir(out, { recursive: true });
+
+  for (const file of files) {
+    const stem = path.basename(file, path.extname(file));
+    for (const [name, size] of VARIANTS) {
+      const dest = path.join(out, `${stem}-${name}.jpg`);
+      try {
+        await sharp(file)
+          .rotate()
+          .resize(size, size, { fit: 'inside', withoutEnlargement: true })
+          .jpeg({ quality: QUALITY })
+          .toFile(dest);
+      } catch (err) {
+        throw new Error(`${file} -> ${dest}: ${err.message}`);
+      }
+    }
+  }
+}
+
+main().catch((err) => {
+  console.error(`sharp-resize: ${err.message}`);
+  process.exit(1);
+});

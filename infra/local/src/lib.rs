@@ -1,0 +1,213 @@
+//! The local runner: every imghost function on one machine, with embedded storage.
+//!
+//! It merges the routers the Lambdas run into one HTTP server and runs the workers in-process,
+//! fed by the durable SQLite queue that stands in for S3 notifications and SQS. Work queued
+//! before a crash is still in the queue after a restart.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::s3::S3Event;
+use imghost::state::{AppInner, Delivery, LocalStorage};
+use imghost::store::Queue;
+use imghost::{App, secret};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Start-up errors of the runner: reported to the operator and the process ends.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Settings of a local server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The admin token; when `None`, one is generated on first start and only its digest kept.
+    pub admin_token: Option<String>,
+    pub public_url: Option<String>,
+}
+
+/// A running local instance: its state, its router and the handle of its worker.
+pub struct Local {
+    pub app: App,
+    pub storage: LocalStorage,
+    /// Set when this start generated a new admin token (to print it once).
+    pub generated_admin_token: Option<String>,
+}
+
+/// Name of the file that keeps the digest of a generated admin token.
+const ADMIN_DIGEST_FILE: &str = "admin-token.sha256";
+
+impl Local {
+    /// Opens (or creates) the data directory and builds the application state.
+    pub fn open(opts: &Options) -> Result<Local, BoxError> {
+        let storage = LocalStorage::open(&opts.data_dir)?;
+        let (admin_digest, generated_admin_token) = admin_digest(&opts.data_dir, opts.admin_token.as_deref())?;
+        let app = App::new(AppInner {
+            table: storage.table.clone(),
+            objects: storage.objects.clone(),
+            delivery: Delivery::Bytes,
+            public_url: opts.public_url.clone(),
+            admin_digest: Some(admin_digest),
+        });
+        Ok(Local { app, storage, generated_admin_token })
+    }
+
+    /// Every route of every function, from the same routers the Lambdas run.
+    pub fn router(&self) -> axum::Router {
+        let app = &self.app;
+        imghost::http::finish(
+            imghost::http::upload::routes(app.clone()).merge(imghost::http::images::routes(app.clone())),
+        )
+    }
+
+    /// Runs the object-event worker until `stop` turns true.
+    pub async fn run_worker(app: App, queue: Arc<dyn Queue>, mut stop: watch::Receiver<bool>) {
+        let idle = Duration::from_millis(100);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let batch = match queue.receive(10, WORKER_VISIBILITY).await {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(error = %e, "queue receive failed");
+                    Vec::new()
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            for delivery in batch {
+                let outcome = match serde_json::from_str::<S3Event>(&delivery.body) {
+                    Ok(event) => imghost::workers::resize::handle_s3_event(&app, &event).await,
+                    Err(e) => {
+                        // A message that cannot parse will never parse: drop it loudly.
+                        warn!(error = %e, "dropping unreadable object event");
+                        Ok(())
+                    }
+                };
+                let result = match outcome {
+                    Ok(()) => queue.ack(&delivery.receipt).await,
+                    Err(e) => {
+                        let delay = backoff(delivery.receive_count);
+                        warn!(error = %e, attempt = delivery.receive_count, ?delay, "object event will be retried");
+                        queue.retry_after(&delivery.receipt, delay).await
+                    }
+                };
+                if let Err(e) = result {
+                    warn!(error = %e, "queue bookkeeping failed; the message will be redelivered");
+                }
+            }
+        }
+    }
+}
+
+/// How long a received message stays hidden while the worker processes it.
+pub const WORKER_VISIBILITY: Duration = Duration::from_secs(30);
+
+/// Exponential back-off between retries of a failed message: 1 s, 2 s, 4 s, … capped at 60 s.
+fn backoff(receive_count: u32) -> Duration {
+    Duration::from_secs(1u64 << receive_count.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// The admin digest: from the given token, else from the digest file, else a new token whose
+/// digest is written (mode 0600) and which is returned so the caller can print it once.
+fn admin_digest(data_dir: &Path, token: Option<&str>) -> Result<([u8; 32], Option<String>), BoxError> {
+    if let Some(t) = token {
+        return Ok((secret::digest(t), None));
+    }
+    let path = data_dir.join(ADMIN_DIGEST_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let bytes = hex_decode32(text.trim()).ok_or_else(|| {
+            BoxError::from(format!("{} is corrupt; delete it to generate a new admin token", path.display()))
+        })?;
+        return Ok((bytes, None));
+    }
+    let token = secret::new_token();
+    let digest = secret::digest(&token);
+    write_private(&path, &secret::digest_hex(&token))?;
+    Ok((digest, Some(token)))
+}
+
+fn hex_decode32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+/// Serves until Ctrl-C or SIGTERM, then stops the worker after its current message.
+pub async fn serve(opts: Options) -> Result<(), BoxError> {
+    let local = Local::open(&opts)?;
+    if let Some(token) = &local.generated_admin_token {
+        // Printed once, on the terminal of whoever started the server, never logged.
+        println!("Admin token (shown once; only its digest is kept in {}): {token}", opts.data_dir.display());
+    }
+    let listener = tokio::net::TcpListener::bind(opts.addr).await?;
+    let addr = listener.local_addr()?;
+    info!(%addr, data = %opts.data_dir.display(), "imghost serving");
+    println!("imghost listening on http://{addr}");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = tokio::spawn(Local::run_worker(local.app.clone(), local.storage.object_events.clone(), stop_rx));
+    axum::serve(listener, local.router()).with_graceful_shutdown(shutdown_signal()).await?;
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}
+
+/// `imghost resize`: runs the production variant pipeline on files, one after another on one
+/// thread, writing `<stem>-small.jpg`, `-medium.jpg` and `-large.jpg` (or `.png` where there
+/// is transparency) into `out`.
+pub fn resize_files(files: &[PathBuf], out: &Path) -> Result<(), BoxError> {
+    use imghost::media::{self, exif, variants};
+    std::fs::create_dir_all(out)?;
+    for file in files {
+        let bytes = std::fs::read(file)?;
+        let format = media::sniff(&bytes)
+            .ok_or_else(|| BoxError::from(format!("{}: not a JPEG, PNG, GIF or WebP", file.display())))?;
+        let orientation = exif::read(&bytes).effective_orientation();
+        let made = variants::make_variants(&bytes, format, orientation)
+            .map_err(|e| BoxError::from(format!("{}: {e}", file.display())))?;
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+        for v in made {
+            std::fs::write(out.join(format!("{stem}-{}.{}", v.size.name(), v.format.ext())), &v.bytes)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! A local imghost server on a loopback port, for end-to-end tests over real HTTP.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use imghost_local::{Local, Options};
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789abcdef";
+
+/// Where the shared test photos live, relative to this crate.
+pub fn photos_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/photos")
+}
+
+pub struct Server {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub data: tempfile::TempDir,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Starts the same server `imghost serve` runs, in-process, on a free loopback port.
+    pub async fn start() -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let opts = Options {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data.path().to_path_buf(),
+            admin_token: Some(ADMIN_TOKEN.into()),
+            public_url: None,
+        };
+        let local = Local::open(&opts).unwrap();
+        let listener = tokio::net::TcpListener::bind(opts.addr).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(Local::run_worker(local.app.clone(), local.storage.object_events.clone(), stop_rx));
+        let router = local.router();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Server { base, client: reqwest::Client::new(), data, stop, server }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Uploads raw bytes; returns status and JSON body.
+    pub async fn upload_raw(&self, bytes: Vec<u8>, content_type: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url("/v1/images"))
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let resp = self.client.get(self.url(path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the metadata until every variant is ready, or fails after `timeout`.
+    pub async fn wait_for_variants(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (status, body) = self.get_json(&format!("/v1/images/{id}")).await;
+            assert_eq!(status, 200, "{body}");
+            let ready = ["small", "medium", "large"].iter().all(|s| body["variants"][s]["status"] == "ready");
+            if ready {
+                return body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "variants of {id} not ready in {timeout:?}: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.server.abort();
+    }
+}
+
+/// Asserts the body is the JSON error shape with the given status class and returns its code.
+pub fn error_code(status: u16, body: &Value) -> String {
+    assert!((400..500).contains(&status), "expected a 4xx, got {status}: {body}");
+    let code = body["error"]["code"].as_str().unwrap_or_else(|| panic!("no error.code in {body}"));
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "no error.message in {body}");
+    code.to_owned()
+}

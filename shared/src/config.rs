@@ -1,0 +1,102 @@
+//! Typed configuration, read once at start-up.
+
+use std::path::PathBuf;
+
+/// Where durable state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// SQLite and files under one data directory.
+    Local { data_dir: PathBuf },
+    /// S3, DynamoDB and SQS. Endpoints come from the AWS SDK's own configuration
+    /// (`AWS_ENDPOINT_URL` and friends), which is how tests point it at moto.
+    Aws { bucket: String, table: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub storage: Storage,
+    /// Base URL for links, e.g. `https://img.example.com`. When unset, links are built from the
+    /// request's `Host` and `X-Forwarded-Proto`.
+    pub public_url: Option<String>,
+    /// Base URL of the CDN in front of the bucket. When set, `/i/...` redirects there instead of
+    /// answering with the bytes.
+    pub cdn_url: Option<String>,
+    /// Name of the SSM SecureString parameter holding the admin token (AWS).
+    pub admin_token_param: Option<String>,
+    /// The admin token itself (local mode only; never set in the template).
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads `IMGHOST_*` variables:
+    /// `IMGHOST_STORAGE` (`local`, the default, or `aws`), `IMGHOST_DATA_DIR` (default `./data`),
+    /// `IMGHOST_BUCKET`, `IMGHOST_TABLE`, `IMGHOST_PUBLIC_URL`, `IMGHOST_CDN_URL`,
+    /// `IMGHOST_ADMIN_TOKEN_PARAM`, `IMGHOST_ADMIN_TOKEN`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Same as [`Config::from_env`] with an explicit source, for tests.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let storage = match get("IMGHOST_STORAGE").as_deref().unwrap_or("local") {
+            "local" => Storage::Local { data_dir: get("IMGHOST_DATA_DIR").unwrap_or_else(|| "data".into()).into() },
+            "aws" => Storage::Aws {
+                bucket: get("IMGHOST_BUCKET")
+                    .ok_or_else(|| ConfigError("IMGHOST_BUCKET is required with IMGHOST_STORAGE=aws".into()))?,
+                table: get("IMGHOST_TABLE")
+                    .ok_or_else(|| ConfigError("IMGHOST_TABLE is required with IMGHOST_STORAGE=aws".into()))?,
+            },
+            other => return Err(ConfigError(format!("IMGHOST_STORAGE must be local or aws, not {other:?}"))),
+        };
+        let url = |k: &str| get(k).map(|u| u.trim_end_matches('/').to_owned());
+        Ok(Config {
+            storage,
+            public_url: url("IMGHOST_PUBLIC_URL"),
+            cdn_url: url("IMGHOST_CDN_URL"),
+            admin_token_param: get("IMGHOST_ADMIN_TOKEN_PARAM"),
+            admin_token: get("IMGHOST_ADMIN_TOKEN"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_to_local_storage_in_data() {
+        let c = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(c.storage, Storage::Local { data_dir: "data".into() });
+        assert_eq!(c.public_url, None);
+    }
+
+    #[test]
+    fn aws_storage_needs_bucket_and_table() {
+        let env = |k: &str| match k {
+            "IMGHOST_STORAGE" => Some("aws".to_owned()),
+            "IMGHOST_BUCKET" => Some("b".to_owned()),
+            _ => None,
+        };
+        assert!(Config::from_lookup(env).is_err());
+        let env = |k: &str| match k {
+            "IMGHOST_STORAGE" => Some("aws".to_owned()),
+            "IMGHOST_BUCKET" => Some("b".to_owned()),
+            "IMGHOST_TABLE" => Some("t".to_owned()),
+            "IMGHOST_CDN_URL" => Some("https://cdn.example/".to_owned()),
+            _ => None,
+        };
+        let c = Config::from_lookup(env).unwrap();
+        assert_eq!(c.storage, Storage::Aws { bucket: "b".into(), table: "t".into() });
+        assert_eq!(c.cdn_url.as_deref(), Some("https://cdn.example"));
+    }
+
+    #[test]
+    fn unknown_storage_is_an_error() {
+        assert!(Config::from_lookup(|k| (k == "IMGHOST_STORAGE").then(|| "redis".to_owned())).is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! The `images` function: metadata, admin listing, deletion, and the images themselves.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::json;
+use tracing::instrument;
+
+use super::{Admin, BaseUrl, is_admin};
+use crate::error::{Error, Result};
+use crate::images::{self, ImageView};
+use crate::media::Format;
+use crate::media::variants::Size;
+use crate::state::{App, Delivery};
+use crate::store::Cursor;
+
+/// Cache lifetime of content that never changes under its URL.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Cache lifetime of an original served in place of a variant that is not made yet: short, so
+/// the variant replaces it soon.
+const FALLBACK: &str = "public, max-age=60";
+
+/// The function's router, as its Lambda runs it.
+pub fn router(app: App) -> Router {
+    super::finish(routes(app))
+}
+
+/// The routes alone, for merging with other functions' routes (the local runner).
+pub fn routes(app: App) -> Router {
+    Router::new()
+        .route("/v1/images", get(list_images))
+        .route("/v1/images/{id}", get(get_image).delete(delete_image))
+        .route("/i/{file}", get(serve_image))
+        .with_state(app)
+}
+
+#[instrument(skip(app, base))]
+async fn get_image(State(app): State<App>, BaseUrl(base): BaseUrl, Path(id): Path<String>) -> Result<Response> {
+    let record = images::get_active(&app, &id).await?;
+    // Variants change from pending to ready, so clients must revalidate.
+    Ok(([(header::CACHE_CONTROL, "no-cache")], Json(ImageView::new(&record, &base))).into_response())
+}
+
+#[instrument(skip(app, base, params))]
+async fn list_images(
+    _: Admin,
+    State(app): State<App>,
+    BaseUrl(base): BaseUrl,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>> {
+    let limit = match params.get("limit").map(String::as_str) {
+        None | Some("") => 50,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| Error::unprocessable("bad_limit", "limit must be a whole number from 1 to 100"))?,
+    };
+    let cursor = match params.get("cursor").map(String::as_str) {
+        None | Some("") => None,
+        Some(c) => Some(
+            decode_cursor(c)
+                .ok_or_else(|| Error::unprocessable("bad_cursor", "the cursor is not one this API returned"))?,
+        ),
+    };
+    let (records, next) = images::list(&app, limit, cursor).await?;
+    let views: Vec<_> = records.iter().map(|r| ImageView::new(r, &base)).collect();
+    Ok(Json(json!({ "images": views, "next_cursor": next.map(|c| encode_cursor(&c)) })))
+}
+
+pub fn encode_cursor(c: &Cursor) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(c).unwrap_or_default())
+}
+
+pub fn decode_cursor(s: &str) -> Option<Cursor> {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).ok()?).ok()
+}
+
+#[instrument(skip(app, headers))]
+async fn delete_image(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode> {
+    if is_admin(&app, &headers) {
+        images::delete_image(&app, &id).await?;
+    } else {
+        let token = headers
+            .get("x-delete-token")
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(Error::unauthorized)?;
+        images::delete_upload(&app, &id, token).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /i/{id}` and `GET /i/{id}.{ext}`, with `?size=small|medium|large`.
+#[instrument(skip(app, headers, params))]
+async fn serve_image(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response> {
+    let (id, ext) = match file.split_once('.') {
+        Some((id, ext)) => (id, Some(ext)),
+        None => (file.as_str(), None),
+    };
+    if ext.is_some_and(|e| Format::from_ext(e).is_none()) {
+        return Err(Error::not_found("image"));
+    }
+    let size = match params.get("size").map(String::as_str) {
+        None | Some("") | Some("original") => None,
+        Some(s) => Some(
+            Size::parse(s).ok_or_else(|| Error::unprocessable("bad_size", "size must be small, medium or large"))?,
+        ),
+    };
+    let record = images::get_active(&app, id).await?;
+    let variant = size.and_then(|s| record.variant(s));
+    let (key, format, cache) = match variant {
+        Some(v) => (images::variant_key(&record.id, v.size, v.format), v.format, IMMUTABLE),
+        None if size.is_some() => (record.original_key(), record.format, FALLBACK),
+        None => (record.original_key(), record.format, IMMUTABLE),
+    };
+    if let Delivery::Redirect { base } = &app.delivery {
+        let location = format!("{base}/{key}");
+        return Ok((StatusCode::FOUND, [(header::LOCATION, location.as_str()), (header::CACHE_CONTROL, cache)])
+            .into_response());
+    }
+    let etag = record.etag(variant.map(|v| v.size));
+    let common = [
+        (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        (header::ETAG, HeaderValue::from_str(&etag).map_err(Error::internal)?),
+        (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+        (header::HeaderName::from_static("x-content-type-options"), HeaderValue::from_static("nosniff")),
+    ];
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+    }
+    let object = app.objects.get(&key).await?.ok_or_else(|| Error::not_found("image"))?;
+    let total = object.bytes.len() as u64;
+    let content_type = (header::CONTENT_TYPE, HeaderValue::from_static(format.mime()));
+    // A Range that does not match the current ETag must be ignored (RFC 9110 If-Range).
+    let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v == etag);
+    match headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range_ok) {
+        Some(range) => match parse_range(range, total) {
+            RangeAnswer::Whole => Ok((StatusCode::OK, common, [content_type], object.bytes).into_response()),
+            RangeAnswer::Part(start, end) => {
+                let body = object.bytes.slice(start as usize..=end as usize);
+                let content_range =
+                    HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")).map_err(Error::internal)?;
+                Ok((StatusCode::PARTIAL_CONTENT, common, [content_type, (header::CONTENT_RANGE, content_range)], body)
+                    .into_response())
+            }
+            RangeAnswer::Unsatisfiable => {
+                let content_range = HeaderValue::from_str(&format!("bytes */{total}")).map_err(Error::internal)?;
+                let mut resp = Error::client(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range_not_satisfiable",
+                    "the requested range is outside the image",
+                )
+                .into_response();
+                resp.headers_mut().insert(header::CONTENT_RANGE, content_range);
+                Ok(resp)
+            }
+        },
+        None => Ok((StatusCode::OK, common, [content_type], object.bytes).into_response()),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAnswer {
+    /// Serve the whole body (no usable range, or several ranges, which this server does not
+    /// combine into multipart responses).
+    Whole,
+    /// Inclusive byte offsets.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// Parses a single `bytes=` range against a body of `total` bytes (RFC 9110 §14.1.2).
+fn parse_range(header: &str, total: u64) -> RangeAnswer {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else { return RangeAnswer::Whole };
+    if spec.contains(',') {
+        return RangeAnswer::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return RangeAnswer::Whole };
+    let (a, b) = (a.trim(), b.trim());
+    let parsed = match (a.is_empty(), b.is_empty()) {
+        // `bytes=-N`: the last N bytes.
+        (true, false) => match b.parse::<u64>() {
+            Ok(0) => return RangeAnswer::Unsatisfiable,
+            Ok(n) => Some((total.saturating_sub(n), total.saturating_sub(1))),
+            Err(_) => None,
+        },
+        (false, true) => a.parse::<u64>().ok().map(|s| (s, total.saturating_sub(1))),
+        (false, false) => match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(s), Ok(e)) if s <= e => Some((s, e.min(total.saturating_sub(1)))),
+            _ => None,
+        },
+        (true, true) => None,
+    };
+    match parsed {
+        None => RangeAnswer::Whole,
+        Some((s, _)) if s >= total => RangeAnswer::Unsatisfiable,
+        Some((s, e)) => RangeAnswer::Part(s, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ranges_follow_rfc_9110() {
+        let cases = [
+            ("bytes=0-9", RangeAnswer::Part(0, 9)),
+            ("bytes=90-", RangeAnswer::Part(90, 99)),
+            ("bytes=-10", RangeAnswer::Part(90, 99)),
+            ("bytes=-500", RangeAnswer::Part(0, 99)),
+            ("bytes=50-500", RangeAnswer::Part(50, 99)),
+            ("bytes=100-", RangeAnswer::Unsatisfiable),
+            ("bytes=-0", RangeAnswer::Unsatisfiable),
+            ("bytes=9-1", RangeAnswer::Whole),
+            ("bytes=0-1,5-6", RangeAnswer::Whole),
+            ("items=0-1", RangeAnswer::Whole),
+            ("bytes=x-y", RangeAnswer::Whole),
+        ];
+        for (h, want) in cases {
+            assert_eq!(parse_range(h, 100), want, "{h}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c =
+            Cursor { pk: "IMG#a".into(), sk: "META".into(), gsi1pk: Some("IMAGES".into()), gsi1sk: Some("t#a".into()) };
+        assert_eq!(decode_cursor(&encode_cursor(&c)), Some(c));
+        assert_eq!(decode_cursor("!!!"), None);
+        assert_eq!(decode_cursor("e30"), None);
+    }
+}

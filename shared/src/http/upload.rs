@@ -1,0 +1,130 @@
+//! The `upload` function: `POST /v1/images`.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::json;
+use tracing::instrument;
+
+use super::BaseUrl;
+use crate::error::{Error, Result};
+use crate::images::{self, UploadView};
+use crate::state::App;
+
+/// The largest request body accepted through the API. Larger files use the presigned path.
+pub const MAX_API_BODY: usize = 5 * 1024 * 1024;
+/// At most this many files in one multipart request.
+pub const MAX_FILES: usize = 20;
+
+/// The function's router, as its Lambda runs it.
+pub fn router(app: App) -> Router {
+    super::finish(routes(app))
+}
+
+/// The routes alone, for merging with other functions' routes (the local runner).
+pub fn routes(app: App) -> Router {
+    Router::new().route("/v1/images", post(upload_images)).with_state(app)
+}
+
+/// One file of a request, with a name to use in error messages.
+struct Part {
+    label: String,
+    bytes: Bytes,
+}
+
+#[instrument(skip_all)]
+async fn upload_images(State(app): State<App>, BaseUrl(base): BaseUrl, req: Request) -> Result<Response> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let body = read_body(req.into_body()).await?;
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let (parts, multipart) = if mime == "multipart/form-data" {
+        (multipart_files(&content_type, body).await?, true)
+    } else if mime.is_empty() || mime.starts_with("image/") || mime == "application/octet-stream" {
+        (vec![Part { label: "the body".into(), bytes: body }], false)
+    } else {
+        return Err(Error::client(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_type",
+            format!("send the image itself (image/*) or multipart/form-data with `file` parts, not {mime}"),
+        ));
+    };
+    if parts.iter().all(|p| p.bytes.is_empty()) && !parts.is_empty() && !multipart {
+        return Err(Error::unprocessable("empty_body", "the request has no image in its body"));
+    }
+    // Check every file before storing any, so one bad file leaves nothing half-written.
+    let prepared = tokio::task::spawn_blocking(move || {
+        parts
+            .iter()
+            .map(|p| {
+                if p.bytes.is_empty() {
+                    return Err(Error::unprocessable("empty_file", format!("{} is empty", p.label)));
+                }
+                images::prepare(&p.bytes).map_err(|e| match e {
+                    Error::Client { status, code, message } if multipart => {
+                        Error::Client { status, code, message: format!("{}: {message}", p.label) }
+                    }
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+    })
+    .await
+    .map_err(Error::internal)??;
+    let mut views = Vec::with_capacity(prepared.len());
+    for p in &prepared {
+        let ingested = images::store(&app, p).await?;
+        views.push(UploadView::new(&ingested, &base));
+    }
+    let status = if views.iter().any(|v| !v.duplicate) { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(if views.len() == 1 {
+        (status, Json(views.pop())).into_response()
+    } else {
+        (status, Json(json!({ "images": views }))).into_response()
+    })
+}
+
+/// Reads the whole body, refusing more than [`MAX_API_BODY`] bytes with a 413.
+async fn read_body(body: Body) -> Result<Bytes> {
+    axum::body::to_bytes(body, MAX_API_BODY).await.map_err(|_| {
+        Error::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!(
+                "requests through the API are limited to {MAX_API_BODY} bytes; use POST /v1/uploads for larger files"
+            ),
+        )
+    })
+}
+
+async fn multipart_files(content_type: &str, body: Bytes) -> Result<Vec<Part>> {
+    let bad = |m: String| Error::unprocessable("bad_multipart", m);
+    let boundary =
+        multer::parse_boundary(content_type).map_err(|e| bad(format!("the multipart boundary is missing: {e}")))?;
+    let stream = futures::stream::once(async move { Ok::<_, Infallible>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut files = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(|e| bad(format!("the multipart body is malformed: {e}")))? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let label = match field.file_name() {
+            Some(name) => format!("file {} ({name})", files.len() + 1),
+            None => format!("file {}", files.len() + 1),
+        };
+        let bytes = field.bytes().await.map_err(|e| bad(format!("the multipart body is malformed: {e}")))?;
+        files.push(Part { label, bytes });
+        if files.len() > MAX_FILES {
+            return Err(Error::unprocessable("too_many_files", format!("at most {MAX_FILES} files per request")));
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::unprocessable("no_files", "the multipart body has no `file` part"));
+    }
+    Ok(files)
+}

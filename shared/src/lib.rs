@@ -1,0 +1,19 @@
+//! imghost: a serverless image host.
+//!
+//! This crate holds all the logic; the Lambda crates under `functions/` and the local runner
+//! under `infra/local` only wire it to events. See `ARCHITECTURE.md` for the map.
+
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod images;
+pub mod media;
+pub mod secret;
+pub mod state;
+pub mod store;
+pub mod workers;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use state::App;

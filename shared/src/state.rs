@@ -1,0 +1,123 @@
+//! The application state every router and worker shares: storage handles and delivery settings.
+//! Built once per process (per Lambda cold start, or once by the local runner).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{Config, Storage};
+use crate::secret;
+use crate::store::aws::{DynamoTable, S3Objects};
+use crate::store::fs::FsObjects;
+use crate::store::sqlite::{SqliteDb, SqliteQueue, SqliteTable};
+use crate::store::{Objects, Queue, StoreError, Table};
+
+/// Name of the local queue that carries object-created notifications, as S3 does in AWS.
+pub const OBJECT_EVENTS_QUEUE: &str = "object-created";
+/// Prefixes whose new objects notify the workers (the bucket notification of the template).
+pub const NOTIFY_PREFIXES: [&str; 2] = ["originals/", "incoming/"];
+/// Receives after which a local message is moved aside as dead, like an SQS redrive policy.
+pub const LOCAL_MAX_RECEIVES: u32 = 5;
+
+/// How `/i/...` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Answer with the bytes (local mode).
+    Bytes,
+    /// Redirect to `<base>/<object key>` (a CDN in front of the bucket).
+    Redirect { base: String },
+}
+
+pub struct AppInner {
+    pub table: Arc<dyn Table>,
+    pub objects: Arc<dyn Objects>,
+    pub delivery: Delivery,
+    pub public_url: Option<String>,
+    /// SHA-256 of the admin token; `None` disables admin endpoints.
+    pub admin_digest: Option<[u8; 32]>,
+}
+
+/// Cheap to clone: routers and workers each hold one.
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+impl std::ops::Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl App {
+    pub fn new(inner: AppInner) -> Self {
+        App(Arc::new(inner))
+    }
+
+    /// Whether `token` is the admin token, compared by digest in constant time.
+    pub fn is_admin_token(&self, token: &str) -> bool {
+        self.admin_digest.as_ref().is_some_and(|d| secret::matches_digest(token, d))
+    }
+}
+
+/// The embedded storage family under one data directory, with the queue that local workers
+/// consume.
+pub struct LocalStorage {
+    pub db: SqliteDb,
+    pub table: Arc<SqliteTable>,
+    pub objects: Arc<FsObjects>,
+    pub object_events: Arc<SqliteQueue>,
+}
+
+impl LocalStorage {
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(StoreError::backend)?;
+        let db = SqliteDb::open(&data_dir.join("imghost.db"))?;
+        let table = Arc::new(SqliteTable::new(db.clone()));
+        let object_events = Arc::new(SqliteQueue::new(db.clone(), OBJECT_EVENTS_QUEUE, LOCAL_MAX_RECEIVES));
+        let queue: Arc<dyn Queue> = object_events.clone();
+        let objects = Arc::new(
+            FsObjects::new(data_dir.join("objects"))
+                .notify(NOTIFY_PREFIXES.iter().map(|p| p.to_string()).collect(), queue),
+        );
+        Ok(LocalStorage { db, table, objects, object_events })
+    }
+}
+
+/// Builds the state for a Lambda function from its configuration.
+pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
+    match &cfg.storage {
+        Storage::Local { data_dir } => {
+            let local = LocalStorage::open(data_dir)?;
+            let admin_digest = cfg.admin_token.as_deref().map(secret::digest);
+            Ok(App::new(AppInner {
+                table: local.table,
+                objects: local.objects,
+                delivery: delivery(cfg),
+                public_url: cfg.public_url.clone(),
+                admin_digest,
+            }))
+        }
+        Storage::Aws { bucket, table } => {
+            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let s3 = aws_sdk_s3::Client::new(&sdk);
+            let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+            let admin_digest = match &cfg.admin_token_param {
+                Some(name) => Some(secret::digest(&crate::aws::read_secure_parameter(&sdk, name).await?)),
+                None => cfg.admin_token.as_deref().map(secret::digest),
+            };
+            Ok(App::new(AppInner {
+                table: Arc::new(DynamoTable::new(dynamo, table.clone())),
+                objects: Arc::new(S3Objects::new(s3, bucket.clone())),
+                delivery: delivery(cfg),
+                public_url: cfg.public_url.clone(),
+                admin_digest,
+            }))
+        }
+    }
+}
+
+fn delivery(cfg: &Config) -> Delivery {
+    match &cfg.cdn_url {
+        Some(base) => Delivery::Redirect { base: base.clone() },
+        None => Delivery::Bytes,
+    }
+}

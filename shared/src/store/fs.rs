@@ -1,0 +1,335 @@
+//! The embedded family's [`Objects`]: one file per object under a root directory, replaced
+//! atomically, with optional S3-style "object created" notifications sent to a [`Queue`].
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::sqlite::random_hex;
+use super::{Object, Objects, Queue, StoreError, StoreResult};
+
+/// The content type S3 reports for an object stored without one.
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Objects stored as files under `root`: the object under key `a/b.jpg` is the file
+/// `root/a/b.jpg`, and its content type is in the hidden sidecar `root/a/.b.jpg.meta`.
+///
+/// Keys are S3-like paths with restrictions that keep them inside `root` and away from the
+/// store's own files: no empty key, no leading `/`, no empty, `.` or `..` segment, no segment
+/// starting with `.` (hidden names are reserved for sidecars and temporary files), no backslash
+/// and no NUL. Unlike S3, a key cannot be both an object and a "folder" of others (`a` and `a/b`).
+#[derive(Clone)]
+pub struct FsObjects {
+    root: PathBuf,
+    notifications: Vec<Notification>,
+    /// Orders renames against reads in this process, so that a reader never pairs one put's data
+    /// with another put's content type. Held only around renames and reads, never during I/O of a
+    /// put's temporary files.
+    swap: Arc<RwLock<()>>,
+}
+
+#[derive(Clone)]
+struct Notification {
+    prefixes: Vec<String>,
+    queue: Arc<dyn Queue>,
+}
+
+impl std::fmt::Debug for FsObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsObjects")
+            .field("root", &self.root)
+            .field("notifications", &self.notifications.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Meta {
+    content_type: String,
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::backend(format!("{what} {}: {e}", path.display()))
+}
+
+impl FsObjects {
+    /// Objects under `root`, which is created on the first put if it does not exist.
+    pub fn new(root: PathBuf) -> Self {
+        FsObjects { root, notifications: Vec::new(), swap: Arc::new(RwLock::new(())) }
+    }
+
+    /// Like an S3 bucket notification: after each successful put of a key that starts with one of
+    /// `prefixes`, sends an S3 `ObjectCreated:Put` event to `queue`. May be called more than once
+    /// to notify several queues.
+    pub fn notify(mut self, prefixes: Vec<String>, queue: Arc<dyn Queue>) -> Self {
+        self.notifications.push(Notification { prefixes, queue });
+        self
+    }
+
+    /// The directory objects are stored under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The data file and content-type sidecar of `key`, after checking the key is acceptable.
+    fn paths(&self, key: &str) -> StoreResult<(PathBuf, PathBuf)> {
+        let bad = |why: &str| StoreError::backend(format!("invalid object key {key:?}: {why}"));
+        if key.is_empty() {
+            return Err(bad("empty"));
+        }
+        if key.starts_with('/') {
+            return Err(bad("absolute"));
+        }
+        if key.contains('\\') || key.contains('\0') {
+            return Err(bad("contains a backslash or NUL"));
+        }
+        let mut path = self.root.clone();
+        let mut last = "";
+        for seg in key.split('/') {
+            if seg.is_empty() {
+                return Err(bad("empty path segment"));
+            }
+            if seg.starts_with('.') {
+                return Err(bad("path segment starts with '.'"));
+            }
+            path.push(seg);
+            last = seg;
+        }
+        let meta = path.with_file_name(format!(".{last}.meta"));
+        Ok((path, meta))
+    }
+
+    fn read_lock(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        // The lock guards no data, only ordering, so a poisoned one is as good as a healthy one.
+        self.swap.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_lock(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.swap.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put_blocking(&self, data: &Path, meta: &Path, bytes: &[u8], content_type: &str) -> StoreResult<()> {
+        let dir = data.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
+        let meta_json =
+            serde_json::to_vec(&Meta { content_type: content_type.to_owned() }).map_err(StoreError::backend)?;
+        let tag = random_hex(8)?;
+        let data_tmp = dir.join(format!(".tmp-{tag}"));
+        let meta_tmp = dir.join(format!(".tmp-{tag}.meta"));
+        let result = (|| {
+            write_synced(&data_tmp, bytes)?;
+            write_synced(&meta_tmp, &meta_json)?;
+            let _guard = self.write_lock();
+            // The sidecar goes first, so a reader that sees the new data also sees its type.
+            fs::rename(&meta_tmp, meta).map_err(|e| io_err("rename", meta, e))?;
+            fs::rename(&data_tmp, data).map_err(|e| io_err("rename", data, e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&data_tmp);
+            let _ = fs::remove_file(&meta_tmp);
+        }
+        result?;
+        // The renames are durable only once the directory entry is on disk.
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("sync directory", dir, e))
+    }
+
+    fn get_blocking(&self, data: &Path, meta: &Path) -> StoreResult<Option<Object>> {
+        let _guard = self.read_lock();
+        if !is_file(data)? {
+            return Ok(None);
+        }
+        let bytes = match fs::read(data) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("read", data, e)),
+        };
+        let content_type = match fs::read(meta) {
+            Ok(json) => {
+                serde_json::from_slice::<Meta>(&json)
+                    .map_err(|e| StoreError::backend(format!("corrupt sidecar {}: {e}", meta.display())))?
+                    .content_type
+            }
+            // Files put under the root by hand have no sidecar; S3 would call them octet streams.
+            Err(e) if e.kind() == ErrorKind::NotFound => DEFAULT_CONTENT_TYPE.to_owned(),
+            Err(e) => return Err(io_err("read", meta, e)),
+        };
+        Ok(Some(Object { bytes: Bytes::from(bytes), content_type }))
+    }
+
+    fn delete_blocking(&self, data: &Path, meta: &Path) -> StoreResult<()> {
+        let _guard = self.write_lock();
+        for path in [data, meta] {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove", path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_notifications(&self, key: &str, bytes: &[u8]) -> StoreResult<()> {
+        let targets: Vec<&Notification> =
+            self.notifications.iter().filter(|n| n.prefixes.iter().any(|p| key.starts_with(p.as_str()))).collect();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let body = s3_event_json(key, bytes, time::OffsetDateTime::now_utc())?;
+        for n in targets {
+            // A put whose notification is lost would leave the object unprocessed for good, so
+            // the failure is reported to the caller, who retries the put (puts are idempotent).
+            n.queue.send_batch(std::slice::from_ref(&body)).await.inspect_err(|e| {
+                tracing::error!(key, error = %e, "could not send object-created notification");
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn is_file(path: &Path) -> StoreResult<bool> {
+    match fs::metadata(path) {
+        Ok(m) => Ok(m.is_file()),
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => Ok(false),
+        Err(e) => Err(io_err("stat", path, e)),
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+    let mut f = File::create(path).map_err(|e| io_err("create", path, e))?;
+    f.write_all(bytes).map_err(|e| io_err("write", path, e))?;
+    f.sync_all().map_err(|e| io_err("sync", path, e))
+}
+
+/// Encodes a key the way S3 does in event notifications: form-URL-encoding (a space becomes
+/// `+`), with the `/` separators left as they are. Consumers decode it with form-URL decoding.
+pub fn s3_event_key(key: &str) -> String {
+    key.split('/')
+        .map(|seg| url::form_urlencoded::byte_serialize(seg.as_bytes()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The body S3 sends to a queue for an `ObjectCreated:Put` of `key` in the local bucket.
+fn s3_event_json(key: &str, bytes: &[u8], at: time::OffsetDateTime) -> StoreResult<String> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    let event_time = at.format(&fmt).map_err(StoreError::backend)?;
+    // S3's ETag of a single-part upload is the MD5 of the content; the embedded family uses the
+    // first 16 bytes of its SHA-256 instead, which has the same shape and the same use (telling
+    // contents apart) without another hashing crate.
+    let etag = hex::encode(&Sha256::digest(bytes)[..16]);
+    // S3's sequencer is an opaque hex string that grows with each event on a key.
+    let sequencer = format!("{:016X}", at.unix_timestamp_nanos());
+    let event = serde_json::json!({
+        "Records": [{
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": "local",
+            "eventTime": event_time,
+            "eventName": "ObjectCreated:Put",
+            "userIdentity": { "principalId": "local" },
+            "requestParameters": { "sourceIPAddress": "127.0.0.1" },
+            "responseElements": {
+                "x-amz-request-id": "local",
+                "x-amz-id-2": "local"
+            },
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": "local",
+                "bucket": {
+                    "name": "local",
+                    "ownerIdentity": { "principalId": "local" },
+                    "arn": "arn:aws:s3:::local"
+                },
+                "object": {
+                    "key": s3_event_key(key),
+                    "size": bytes.len(),
+                    "eTag": etag,
+                    "sequencer": sequencer
+                }
+            }
+        }]
+    });
+    serde_json::to_string(&event).map_err(StoreError::backend)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::backend(format!("file task failed: {e}")))?
+}
+
+#[async_trait]
+impl Objects for FsObjects {
+    async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> StoreResult<()> {
+        let (data, meta) = self.paths(key)?;
+        let (this, content_type, body) = (self.clone(), content_type.to_owned(), bytes.clone());
+        blocking(move || this.put_blocking(&data, &meta, &body, &content_type)).await?;
+        self.send_notifications(key, &bytes).await
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Option<Object>> {
+        let (data, meta) = self.paths(key)?;
+        let this = self.clone();
+        blocking(move || this.get_blocking(&data, &meta)).await
+    }
+
+    async fn exists(&self, key: &str) -> StoreResult<bool> {
+        let (data, _) = self.paths(key)?;
+        blocking(move || is_file(&data)).await
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        let (data, meta) = self.paths(key)?;
+        let this = self.clone();
+        blocking(move || this.delete_blocking(&data, &meta)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::event::s3::S3Event;
+
+    #[test]
+    fn notification_body_deserializes_as_an_s3_event() {
+        let at = time::macros::datetime!(2024-05-06 07:08:09.123456 UTC);
+        let body = s3_event_json("uploads/my photo (1).jpg", b"hello", at).unwrap();
+
+        let event: S3Event = serde_json::from_str(&body).unwrap();
+
+        assert_eq!(event.records.len(), 1);
+        let record = &event.records[0];
+        assert_eq!(record.event_name.as_deref(), Some("ObjectCreated:Put"));
+        assert_eq!(record.event_source.as_deref(), Some("aws:s3"));
+        assert_eq!(record.event_time.to_rfc3339(), "2024-05-06T07:08:09.123+00:00");
+        assert_eq!(record.s3.bucket.name.as_deref(), Some("local"));
+        assert_eq!(record.s3.object.key.as_deref(), Some("uploads/my+photo+%281%29.jpg"));
+        assert_eq!(record.s3.object.size, Some(5));
+        assert_eq!(record.s3.object.e_tag.as_ref().map(String::len), Some(32));
+    }
+
+    #[test]
+    fn event_keys_decode_back_to_the_original() {
+        for key in ["a/b.jpg", "x y/z+w%.png", "ünï/cødé?&=.gif"] {
+            let encoded = s3_event_key(key);
+            let decoded: String =
+                url::form_urlencoded::parse(format!("k={encoded}").as_bytes()).map(|(_, v)| v.into_owned()).collect();
+            // Form decoding turns every `/` back as-is, since `/` was never encoded.
+            assert_eq!(decoded, key, "{encoded}");
+        }
+    }
+
+    #[test]
+    fn keys_that_escape_the_root_or_hit_reserved_names_are_rejected() {
+        let store = FsObjects::new(PathBuf::from("/tmp/root"));
+        for key in ["", "/abs", "a//b", "a/../b", "..", "./a", "a/.hidden", "a\\b", "a/"] {
+            assert!(store.paths(key).is_err(), "{key:?} should be rejected");
+        }
+        let (data, meta) = store.paths("a/b c.jpg").unwrap();
+        assert_eq!(data, PathBuf::from("/tmp/root/a/b c.jpg"));
+        assert_eq!(meta, PathBuf::from("/tmp/root/a/.b c.jpg.meta"));
+    }
+}

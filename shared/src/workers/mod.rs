@@ -1,0 +1,4 @@
+//! Background workers. Each is a plain async function over [`crate::App`] and one event; the
+//! Lambda crates and the local runner only deliver events to them.
+
+pub mod resize;
