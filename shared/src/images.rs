@@ -261,12 +261,10 @@ fn media_error(e: MediaError) -> Error {
 
 /// The result of storing an upload.
 #[derive(Debug, Clone)]
-pub struct Ingested {
+pub struct Stored {
     pub image: ImageRecord,
     /// The bytes were already stored; this upload shares the existing image.
     pub duplicate: bool,
-    /// This upload's own delete token, shown once.
-    pub delete_token: String,
 }
 
 fn now_rfc3339() -> String {
@@ -279,11 +277,11 @@ fn now_rfc3339() -> String {
 const INGEST_ATTEMPTS: usize = 8;
 
 /// Stores a prepared upload: a new image, or one more upload of an image with the same bytes.
+/// `token_digest` is the digest of the upload's delete token. Storing the same bytes again with
+/// the same digest (a retried delivery) finds the upload already attached and changes nothing.
 #[instrument(skip_all, fields(hash = %p.hash))]
-pub async fn store(app: &App, p: &Prepared) -> Result<Ingested> {
+pub async fn store(app: &App, p: &Prepared, token_digest: &str) -> Result<Stored> {
     let table = &app.table;
-    let token = secret::new_token();
-    let token_digest = secret::digest_hex(&token);
     for attempt in 0..INGEST_ATTEMPTS {
         if attempt > 0 {
             // Another writer is mid-way through the same bytes; give it a moment.
@@ -291,10 +289,10 @@ pub async fn store(app: &App, p: &Prepared) -> Result<Ingested> {
         }
         if let Some(h) = table.get(&hash_pk(&p.hash), HASH_SK).await? {
             let id = h.str("image_id").unwrap_or_default().to_owned();
-            match add_upload(app, &id, &p.hash, p, &token_digest).await? {
+            match add_upload(app, &id, &p.hash, p, token_digest).await? {
                 Some(image) => {
                     info!(image_id = %image.id, "duplicate upload");
-                    return Ok(Ingested { image, duplicate: true, delete_token: token });
+                    return Ok(Stored { image, duplicate: true });
                 }
                 None => continue,
             }
@@ -321,7 +319,7 @@ pub async fn store(app: &App, p: &Prepared) -> Result<Ingested> {
                 cond: Some(Cond::NotExists),
             },
             TxOp::Put {
-                item: Item::new(image_pk(&id), upload_sk(&token_digest)).with("created_at", record.created_at.as_str()),
+                item: Item::new(image_pk(&id), upload_sk(token_digest)).with("created_at", record.created_at.as_str()),
                 cond: Some(Cond::NotExists),
             },
         ];
@@ -334,7 +332,7 @@ pub async fn store(app: &App, p: &Prepared) -> Result<Ingested> {
         }
         let image = activate(app, record, p).await?;
         info!(image_id = %image.id, bytes = image.bytes, "new image");
-        return Ok(Ingested { image, duplicate: false, delete_token: token });
+        return Ok(Stored { image, duplicate: false });
     }
     Err(Error::client(
         http::StatusCode::SERVICE_UNAVAILABLE,
@@ -402,7 +400,11 @@ async fn add_upload(app: &App, id: &str, hash: &str, p: &Prepared, token_digest:
             record.refs += 1;
             Ok(Some(record))
         }
-        Err(e) if e.is_condition_failed() => Ok(None),
+        // This very upload may be attached already (a retried delivery): then it is done.
+        Err(e) if e.is_condition_failed() => match table.get(&image_pk(id), &upload_sk(token_digest)).await? {
+            Some(_) => Ok(Some(record)),
+            None => Ok(None),
+        },
         Err(e) => Err(e.into()),
     }
 }
@@ -624,11 +626,7 @@ pub struct UploadView {
 }
 
 impl UploadView {
-    pub fn new(i: &Ingested, base: &str) -> Self {
-        UploadView {
-            image: ImageView::new(&i.image, base),
-            duplicate: i.duplicate,
-            delete_token: i.delete_token.clone(),
-        }
+    pub fn new(stored: &Stored, delete_token: String, base: &str) -> Self {
+        UploadView { image: ImageView::new(&stored.image, base), duplicate: stored.duplicate, delete_token }
     }
 }

@@ -12,6 +12,7 @@ pub mod media;
 pub mod secret;
 pub mod state;
 pub mod store;
+pub mod uploads;
 pub mod workers;
 
 pub use config::Config;

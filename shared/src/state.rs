@@ -10,6 +10,7 @@ use crate::store::aws::{DynamoTable, S3Objects};
 use crate::store::fs::FsObjects;
 use crate::store::sqlite::{SqliteDb, SqliteQueue, SqliteTable};
 use crate::store::{Objects, Queue, StoreError, Table};
+use crate::uploads::UploadTarget;
 
 /// Name of the local queue that carries object-created notifications, as S3 does in AWS.
 pub const OBJECT_EVENTS_QUEUE: &str = "object-created";
@@ -34,6 +35,8 @@ pub struct AppInner {
     pub public_url: Option<String>,
     /// SHA-256 of the admin token; `None` disables admin endpoints.
     pub admin_digest: Option<[u8; 32]>,
+    /// Where presigned upload forms post to.
+    pub uploads: UploadTarget,
 }
 
 /// Cheap to clone: routers and workers each hold one.
@@ -94,6 +97,7 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 delivery: delivery(cfg),
                 public_url: cfg.public_url.clone(),
                 admin_digest,
+                uploads: UploadTarget::Local,
             }))
         }
         Storage::Aws { bucket, table } => {
@@ -104,12 +108,22 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 Some(name) => Some(secret::digest(&crate::aws::read_secure_parameter(&sdk, name).await?)),
                 None => cfg.admin_token.as_deref().map(secret::digest),
             };
+            let credentials = sdk
+                .credentials_provider()
+                .ok_or_else(|| crate::Error::internal("the AWS SDK found no credentials provider"))?;
+            let uploads = UploadTarget::S3 {
+                bucket: bucket.clone(),
+                region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
+                endpoint: sdk.endpoint_url().map(str::to_owned),
+                credentials,
+            };
             Ok(App::new(AppInner {
                 table: Arc::new(DynamoTable::new(dynamo, table.clone())),
                 objects: Arc::new(S3Objects::new(s3, bucket.clone())),
                 delivery: delivery(cfg),
                 public_url: cfg.public_url.clone(),
                 admin_digest,
+                uploads,
             }))
         }
     }

@@ -51,6 +51,7 @@ impl Local {
             delivery: Delivery::Bytes,
             public_url: opts.public_url.clone(),
             admin_digest: Some(admin_digest),
+            uploads: imghost::uploads::UploadTarget::Local,
         });
         Ok(Local { app, storage, generated_admin_token })
     }

@@ -77,6 +77,7 @@ async fn every_photo_uploads_with_metadata_matching_exiftool() {
         delivery: imghost::state::Delivery::Bytes,
         public_url: None,
         admin_digest: None,
+        uploads: imghost::uploads::UploadTarget::Local,
     });
     for (file, (id, e)) in &ids {
         let record = imghost::images::get_active(&app, id).await.unwrap();

@@ -1,21 +1,24 @@
-//! The `upload` function: `POST /v1/images`.
+//! The `upload` function: `POST /v1/images` for direct uploads, and `POST /v1/uploads` with
+//! `GET /v1/uploads/{upload_id}` for large files sent straight to the bucket.
 
 use std::convert::Infallible;
 
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::json;
 use tracing::instrument;
 
 use super::BaseUrl;
 use crate::error::{Error, Result};
 use crate::images::{self, UploadView};
+use crate::secret;
 use crate::state::App;
+use crate::uploads::{self, MAX_UPLOAD_BYTES, UploadTarget};
 
 /// The largest request body accepted through the API. Larger files use the presigned path.
 pub const MAX_API_BODY: usize = 5 * 1024 * 1024;
@@ -29,7 +32,74 @@ pub fn router(app: App) -> Router {
 
 /// The routes alone, for merging with other functions' routes (the local runner).
 pub fn routes(app: App) -> Router {
-    Router::new().route("/v1/images", post(upload_images)).with_state(app)
+    Router::new()
+        .route("/v1/images", post(upload_images))
+        .route("/v1/uploads", post(create_upload))
+        .route("/v1/uploads/{upload_id}", get(upload_status).post(receive_local_upload))
+        .with_state(app)
+}
+
+/// The optional body of `POST /v1/uploads`: the size the client means to send, checked early.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUpload {
+    bytes: Option<u64>,
+    #[allow(dead_code)]
+    filename: Option<String>,
+    #[allow(dead_code)]
+    content_type: Option<String>,
+}
+
+#[instrument(skip_all)]
+async fn create_upload(State(app): State<App>, BaseUrl(base): BaseUrl, body: Bytes) -> Result<Response> {
+    let request: CreateUpload = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateUpload::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::unprocessable("bad_json", format!("the body is not valid: {e}")))?
+    };
+    if let Some(n) = request.bytes {
+        if n == 0 || n > MAX_UPLOAD_BYTES {
+            return Err(Error::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file_too_large",
+                format!("presigned uploads take 1 to {MAX_UPLOAD_BYTES} bytes; {n} was asked for"),
+            ));
+        }
+    }
+    let created = uploads::create(&app, &base).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+#[instrument(skip(app, base))]
+async fn upload_status(State(app): State<App>, BaseUrl(base): BaseUrl, Path(id): Path<String>) -> Result<Response> {
+    let status = uploads::status(&app, &id, &base).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(status)).into_response())
+}
+
+/// Local mode's equivalent of the bucket's form endpoint. In AWS the form posts to S3 and this
+/// route does not exist.
+#[instrument(skip(app, req))]
+async fn receive_local_upload(State(app): State<App>, Path(id): Path<String>, req: Request) -> Result<StatusCode> {
+    if !matches!(app.uploads, UploadTarget::Local) {
+        return Err(super::not_found().await);
+    }
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    // Room for the file plus the form's other fields.
+    let limit = MAX_UPLOAD_BYTES as usize + 64 * 1024;
+    let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
+        Error::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!("the file must be at most {MAX_UPLOAD_BYTES} bytes"),
+        )
+    })?;
+    let mut files = multipart_files(&content_type, body).await?;
+    if files.len() != 1 {
+        return Err(Error::unprocessable("one_file", "a presigned upload takes exactly one `file` field"));
+    }
+    uploads::receive_local(&app, &id, files.remove(0).bytes).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// One file of a request, with a name to use in error messages.
@@ -78,8 +148,9 @@ async fn upload_images(State(app): State<App>, BaseUrl(base): BaseUrl, req: Requ
     .map_err(Error::internal)??;
     let mut views = Vec::with_capacity(prepared.len());
     for p in &prepared {
-        let ingested = images::store(&app, p).await?;
-        views.push(UploadView::new(&ingested, &base));
+        let token = secret::new_token();
+        let stored = images::store(&app, p, &secret::digest_hex(&token)).await?;
+        views.push(UploadView::new(&stored, token, &base));
     }
     let status = if views.iter().any(|v| !v.duplicate) { StatusCode::CREATED } else { StatusCode::OK };
     Ok(if views.len() == 1 {

@@ -1,4 +1,5 @@
-//! The resize worker: on an object-created event for an original, decode it once and store the
+//! The object worker. For `incoming/<upload_id>` (a presigned upload) it runs the ingest; for
+//! an original, it decodes the image once and stores the
 //! small, medium and large variants under `variants/`, a prefix that notifies nobody, so the
 //! worker never triggers itself. Deliveries may repeat (S3 and the local queue are both
 //! at-least-once); a repeat finds the variants ready and does nothing.
@@ -37,9 +38,12 @@ pub async fn handle_key(app: &App, key: &str) -> Result<()> {
         let id = name.split('.').next().unwrap_or_default();
         return make_variants(app, id).await;
     }
+    if let Some(upload_id) = key.strip_prefix("incoming/") {
+        return crate::uploads::ingest_incoming(app, upload_id).await;
+    }
     // Other prefixes are not this worker's; acknowledging them keeps a misconfigured
     // notification from retrying forever.
-    warn!(key, "ignoring object event outside originals/");
+    warn!(key, "ignoring object event outside originals/ and incoming/");
     Ok(())
 }
 

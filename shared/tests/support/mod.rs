@@ -63,6 +63,13 @@ pub fn start_moto() -> Moto {
 }
 
 impl Moto {
+    /// The static test credentials moto accepts, as the SDK's provider type.
+    pub fn credentials_provider(&self) -> aws_credential_types::provider::SharedCredentialsProvider {
+        aws_credential_types::provider::SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
