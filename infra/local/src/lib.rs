@@ -37,6 +37,24 @@ pub struct Local {
     pub generated_admin_token: Option<String>,
 }
 
+/// Holds the data directory's lock for as long as it lives: one server per data directory,
+/// since a second one would take over the first one's in-flight work at start.
+pub struct DataDirLock(#[allow(dead_code)] std::fs::File);
+
+impl DataDirLock {
+    pub fn acquire(data_dir: &Path) -> Result<DataDirLock, BoxError> {
+        std::fs::create_dir_all(data_dir)?;
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(data_dir.join(".lock"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DataDirLock(file)),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(format!("another imghost server is using {}", data_dir.display()).into())
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+}
+
 /// Name of the file that keeps the digest of a generated admin token.
 const ADMIN_DIGEST_FILE: &str = "admin-token.sha256";
 
@@ -158,7 +176,13 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// Serves until Ctrl-C or SIGTERM, then stops the worker after its current message.
 pub async fn serve(opts: Options) -> Result<(), BoxError> {
+    let _lock = DataDirLock::acquire(&opts.data_dir)?;
     let local = Local::open(&opts)?;
+    // Messages the previous process had received but not finished are this process's now.
+    let released = local.storage.object_events.release_in_flight()?;
+    if released > 0 {
+        info!(released, "resuming work left in flight by the previous run");
+    }
     if let Some(token) = &local.generated_admin_token {
         // Printed once, on the terminal of whoever started the server, never logged.
         println!("Admin token (shown once; only its digest is kept in {}): {token}", opts.data_dir.display());

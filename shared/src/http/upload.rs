@@ -39,14 +39,13 @@ pub fn routes(app: App) -> Router {
         .with_state(app)
 }
 
-/// The optional body of `POST /v1/uploads`: the size the client means to send, checked early.
+/// The optional body of `POST /v1/uploads`: the size the client means to send, checked early,
+/// and what it calls the file (logged only: the format is always sniffed from the bytes).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateUpload {
     bytes: Option<u64>,
-    #[allow(dead_code)]
     filename: Option<String>,
-    #[allow(dead_code)]
     content_type: Option<String>,
 }
 
@@ -58,16 +57,15 @@ async fn create_upload(State(app): State<App>, BaseUrl(base): BaseUrl, body: Byt
         serde_json::from_slice(&body)
             .map_err(|e| Error::unprocessable("bad_json", format!("the body is not valid: {e}")))?
     };
-    if let Some(n) = request.bytes {
-        if n == 0 || n > MAX_UPLOAD_BYTES {
-            return Err(Error::client(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "file_too_large",
-                format!("presigned uploads take 1 to {MAX_UPLOAD_BYTES} bytes; {n} was asked for"),
-            ));
-        }
+    if let Some(n) = request.bytes.filter(|&n| n == 0 || n > MAX_UPLOAD_BYTES) {
+        return Err(Error::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!("presigned uploads take 1 to {MAX_UPLOAD_BYTES} bytes; {n} was asked for"),
+        ));
     }
     let created = uploads::create(&app, &base).await?;
+    tracing::info!(upload_id = %created.upload_id, filename = ?request.filename, content_type = ?request.content_type, "upload form created");
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 

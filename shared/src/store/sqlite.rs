@@ -595,6 +595,35 @@ impl SqliteQueue {
         Ok(usize::try_from(n).unwrap_or_default())
     }
 
+    /// How many messages are waiting or in flight.
+    pub fn len(&self) -> StoreResult<usize> {
+        let n: i64 = self
+            .db
+            .lock()
+            .query_row("SELECT count(*) FROM queue_messages WHERE queue = ?1", params![self.name], |r| r.get(0))
+            .map_err(sql_err)?;
+        Ok(usize::try_from(n).unwrap_or_default())
+    }
+
+    pub fn is_empty(&self) -> StoreResult<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Makes every in-flight message visible again at once, invalidating its receipt. Only for
+    /// a process that owns the data directory exclusively and starts after a crash: the
+    /// messages its predecessor had received would otherwise wait out their visibility timeout.
+    pub fn release_in_flight(&self) -> StoreResult<usize> {
+        let n = self
+            .db
+            .lock()
+            .execute(
+                "UPDATE queue_messages SET visible_at_ms = 0, receipt = NULL WHERE queue = ?1 AND receipt IS NOT NULL",
+                params![self.name],
+            )
+            .map_err(sql_err)?;
+        Ok(n)
+    }
+
     /// The bodies of this queue's dead letters, oldest first, for inspection.
     pub fn dead_letters(&self) -> StoreResult<Vec<String>> {
         let conn = self.db.lock();
