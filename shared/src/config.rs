@@ -12,7 +12,7 @@ pub enum Storage {
     Aws { bucket: String, table: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     pub storage: Storage,
     /// Base URL for links, e.g. `https://img.example.com`. When unset, links are built from the
@@ -25,6 +25,19 @@ pub struct Config {
     pub admin_token_param: Option<String>,
     /// The admin token itself (local mode only; never set in the template).
     pub admin_token: Option<String>,
+}
+
+/// Written by hand so that the admin token can never reach a log through `{:?}`.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("storage", &self.storage)
+            .field("public_url", &self.public_url)
+            .field("cdn_url", &self.cdn_url)
+            .field("admin_token_param", &self.admin_token_param)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +106,13 @@ mod tests {
         let c = Config::from_lookup(env).unwrap();
         assert_eq!(c.storage, Storage::Aws { bucket: "b".into(), table: "t".into() });
         assert_eq!(c.cdn_url.as_deref(), Some("https://cdn.example"));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_admin_token() {
+        let c = Config::from_lookup(|k| (k == "IMGHOST_ADMIN_TOKEN").then(|| "s3cret-token".to_owned())).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret-token") && shown.contains("<redacted>"), "{shown}");
     }
 
     #[test]

@@ -77,7 +77,9 @@ impl Error {
     /// Whether a worker should retry the work that failed with this error.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Client { .. } | Error::Internal(_) => false,
+            // A 503 from the domain ("busy") means a concurrent writer; trying later succeeds.
+            Error::Client { status, .. } => *status == StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => false,
             Error::Store(_) => true,
         }
     }

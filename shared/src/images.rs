@@ -330,7 +330,18 @@ pub async fn store(app: &App, p: &Prepared, token_digest: &str) -> Result<Stored
             Err(e) if e.is_condition_failed() => continue,
             Err(e) => return Err(e.into()),
         }
-        let image = activate(app, record, p).await?;
+        let image = match activate(app, record, p).await {
+            Ok(image) => image,
+            Err(e) => {
+                // The client will not see this upload's token, so take the upload back out:
+                // otherwise its count would keep the image alive with no way to delete it.
+                warn!(image_id = %id, error = %e, "storing the original failed; undoing the upload");
+                if let Err(undo) = remove_upload(app, &id, token_digest).await {
+                    warn!(image_id = %id, error = %undo, "undoing the upload failed");
+                }
+                return Err(e);
+            }
+        };
         info!(image_id = %image.id, bytes = image.bytes, "new image");
         return Ok(Stored { image, duplicate: false });
     }
@@ -402,8 +413,8 @@ async fn add_upload(app: &App, id: &str, hash: &str, p: &Prepared, token_digest:
         }
         // This very upload may be attached already (a retried delivery): then it is done.
         Err(e) if e.is_condition_failed() => match table.get(&image_pk(id), &upload_sk(token_digest)).await? {
-            Some(_) => Ok(Some(record)),
-            None => Ok(None),
+            Some(u) if u.bool("deleted") != Some(true) => Ok(Some(record)),
+            _ => Ok(None),
         },
         Err(e) => Err(e.into()),
     }
@@ -433,14 +444,38 @@ pub async fn get_active(app: &App, id: &str) -> Result<ImageRecord> {
 /// Deletes one upload by its delete token; the image goes with its last upload.
 #[instrument(skip(app, token))]
 pub async fn delete_upload(app: &App, id: &str, token: &str) -> Result<()> {
-    let denied =
-        || Error::client(http::StatusCode::FORBIDDEN, "forbidden", "the delete token does not match this image");
     if !secret::is_image_id(id) {
         return Err(Error::not_found("image"));
     }
-    let digest = secret::digest_hex(token);
+    match remove_upload(app, id, &secret::digest_hex(token)).await? {
+        Removal::Done => Ok(()),
+        Removal::NoSuchImage => Err(Error::not_found("image")),
+        Removal::WrongToken => {
+            Err(Error::client(http::StatusCode::FORBIDDEN, "forbidden", "the delete token does not match this image"))
+        }
+    }
+}
+
+enum Removal {
+    Done,
+    NoSuchImage,
+    WrongToken,
+}
+
+/// Takes one upload off an image and purges the image when it was the last.
+///
+/// The upload item is not deleted but marked `deleted` in the same transaction that lowers the
+/// count: if anything fails after that (the purge, the network), the same token finds its
+/// tombstone and finishes the job, instead of meeting a 403 with the image still up. The purge
+/// removes the tombstones with the image.
+async fn remove_upload(app: &App, id: &str, token_digest: &str) -> Result<Removal> {
     let ops = vec![
-        TxOp::Delete { pk: image_pk(id), sk: upload_sk(&digest), cond: Some(Cond::Exists) },
+        TxOp::Update {
+            pk: image_pk(id),
+            sk: upload_sk(token_digest),
+            update: Update::new().set("deleted", true),
+            cond: Some(Cond::Exists.and(Cond::AttrNotExists("deleted".into()))),
+        },
         TxOp::Update {
             pk: image_pk(id),
             sk: META.into(),
@@ -451,20 +486,25 @@ pub async fn delete_upload(app: &App, id: &str, token: &str) -> Result<()> {
     match app.table.transact(ops).await {
         Ok(()) => {}
         Err(e) if e.is_condition_failed() => {
-            // Tell "no such image" from "wrong token" without revealing anything about tokens.
-            return match app.table.get(&image_pk(id), META).await? {
-                Some(_) => Err(denied()),
-                None => Err(Error::not_found("image")),
-            };
+            // Either a retry of a delete that got this far before (resume it), a wrong token,
+            // or no image at all. Which one is told apart without revealing anything about tokens.
+            let upload = app.table.get(&image_pk(id), &upload_sk(token_digest)).await?;
+            let meta = app.table.get(&image_pk(id), META).await?;
+            match (upload.and_then(|u| u.bool("deleted")), meta) {
+                (Some(true), Some(_)) => {}
+                (Some(true), None) => return Ok(Removal::Done),
+                (_, None) => return Ok(Removal::NoSuchImage),
+                (_, Some(_)) => return Ok(Removal::WrongToken),
+            }
         }
         Err(e) => return Err(e.into()),
     }
-    let item = app.table.get(&image_pk(id), META).await?.ok_or_else(|| Error::not_found("image"))?;
+    let Some(item) = app.table.get(&image_pk(id), META).await? else { return Ok(Removal::Done) };
     let record = ImageRecord::from_item(&item)?;
     if record.refs <= 0 {
         purge(app, &record, Some(Cond::le("refs", 0))).await?;
     }
-    Ok(())
+    Ok(Removal::Done)
 }
 
 /// Deletes an image with all its uploads (admin).
@@ -489,7 +529,7 @@ async fn purge(app: &App, record: &ImageRecord, guard: Option<Cond>) -> Result<(
     };
     match app.table.update(&pk, META, mark, Some(cond)).await {
         Ok(_) => {}
-        // A new upload joined after refs reached zero: the image lives on.
+        // Gone already, or a new upload joined after refs reached zero: the image lives on.
         Err(e) if e.is_condition_failed() => return Ok(()),
         Err(e) => return Err(e.into()),
     }

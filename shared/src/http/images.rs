@@ -141,7 +141,8 @@ async fn serve_image(
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        // If-None-Match uses the weak comparison (RFC 9110 §13.1.2): a `W/` prefix still matches.
+        .is_some_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag))
     {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }

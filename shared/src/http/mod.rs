@@ -38,10 +38,47 @@ pub async fn method_not_allowed() -> Error {
     Error::client(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
 }
 
-/// Gives a router the JSON fallbacks every router shares. Applied once to a whole router:
-/// axum cannot merge two routers that each have a fallback.
+/// Gives a router the JSON fallbacks every router shares, and the safety net that turns any
+/// error response that is not JSON yet (axum's own extractor rejections, such as a path that
+/// is not UTF-8) into the `{"error": ...}` shape. Applied once to a whole router: axum cannot
+/// merge two routers that each have a fallback.
 pub fn finish<S: Clone + Send + Sync + 'static>(router: axum::Router<S>) -> axum::Router<S> {
-    router.fallback(not_found).method_not_allowed_fallback(method_not_allowed)
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Rejection texts are short and written for people; keep them as the message.
+    let text =
+        axum::body::to_bytes(body, 4096).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let message = if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    };
+    let mut out = (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
+    for (name, value) in
+        parts.headers.iter().filter(|(n, _)| *n != http::header::CONTENT_TYPE && *n != http::header::CONTENT_LENGTH)
+    {
+        out.headers_mut().insert(name.clone(), value.clone());
+    }
+    out
 }
 
 /// The base URL links are built on: the configured public URL, else the request's own origin.

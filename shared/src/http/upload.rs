@@ -50,19 +50,27 @@ struct CreateUpload {
 }
 
 #[instrument(skip_all)]
-async fn create_upload(State(app): State<App>, BaseUrl(base): BaseUrl, body: Bytes) -> Result<Response> {
+async fn create_upload(State(app): State<App>, BaseUrl(base): BaseUrl, req: Request) -> Result<Response> {
+    // The request is a few fields of JSON; anything large is not one.
+    let body = axum::body::to_bytes(req.into_body(), 16 * 1024).await.map_err(|_| {
+        Error::client(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body is too large")
+    })?;
     let request: CreateUpload = if body.iter().all(u8::is_ascii_whitespace) {
         CreateUpload::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| Error::unprocessable("bad_json", format!("the body is not valid: {e}")))?
     };
-    if let Some(n) = request.bytes.filter(|&n| n == 0 || n > MAX_UPLOAD_BYTES) {
-        return Err(Error::client(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "file_too_large",
-            format!("presigned uploads take 1 to {MAX_UPLOAD_BYTES} bytes; {n} was asked for"),
-        ));
+    match request.bytes {
+        Some(0) => return Err(Error::unprocessable("bad_size", "bytes must be at least 1")),
+        Some(n) if n > MAX_UPLOAD_BYTES => {
+            return Err(Error::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file_too_large",
+                format!("presigned uploads take at most {MAX_UPLOAD_BYTES} bytes; {n} was asked for"),
+            ));
+        }
+        _ => {}
     }
     let created = uploads::create(&app, &base).await?;
     tracing::info!(upload_id = %created.upload_id, filename = ?request.filename, content_type = ?request.content_type, "upload form created");

@@ -112,7 +112,12 @@ pub fn dimensions(bytes: &[u8], format: Format) -> Result<(u32, u32), MediaError
             }
             (be32(16).ok_or_else(short)?, be32(20).ok_or_else(short)?)
         }
-        Format::Gif => (le16(6).ok_or_else(short)?, le16(8).ok_or_else(short)?),
+        Format::Gif => {
+            if bytes.len() < 13 {
+                return Err(short());
+            }
+            gif_dimensions(bytes)?
+        }
         Format::Webp => match bytes.get(12..16).ok_or_else(short)? {
             b"VP8 " => (le16(26).ok_or_else(short)? & 0x3FFF, le16(28).ok_or_else(short)? & 0x3FFF),
             b"VP8L" => {
@@ -238,6 +243,11 @@ fn validate_jpeg(b: &[u8]) -> Result<(), MediaError> {
                 if components.iter().any(|&(_, h, v)| h == 0 || v == 0) {
                     return Err(damaged("the JPEG frame has a zero sampling factor"));
                 }
+                if frame.is_some() {
+                    // One image per file: a second frame header is either damage or a second
+                    // image the header check did not measure.
+                    return Err(damaged("the JPEG has more than one frame header"));
+                }
                 frame = Some(JpegFrame {
                     sequential: matches!(marker, 0xC0 | 0xC1),
                     height: be16(seg, 1).unwrap_or(0),
@@ -338,9 +348,20 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-/// Checks a GIF's block sequence up to its trailer. Browsers tolerate a missing trailer after a
-/// complete frame, so that is accepted too.
-fn validate_gif(b: &[u8]) -> Result<(), MediaError> {
+/// One top-level block of a GIF, as a byte range of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum GifBlock {
+    /// An image: descriptor, local colour table and data. Carries the frame's extent
+    /// (left + width, top + height) on the logical screen.
+    Image { range: std::ops::Range<usize>, extent: (u32, u32) },
+    /// An extension, with its label (0xF9 graphic control, 0xFF application, 0xFE comment...).
+    Extension { range: std::ops::Range<usize>, label: u8 },
+}
+
+/// Walks a GIF's blocks after the header, logical screen descriptor and global colour table
+/// (which end at the returned offset). Browsers tolerate a missing trailer after a complete
+/// frame, so that is accepted too.
+pub(crate) fn gif_blocks(b: &[u8]) -> Result<(usize, Vec<GifBlock>), MediaError> {
     if b.len() < 13 {
         return Err(damaged("the GIF header is incomplete"));
     }
@@ -348,40 +369,65 @@ fn validate_gif(b: &[u8]) -> Result<(), MediaError> {
     if b[10] & 0x80 != 0 {
         i += 3 << ((b[10] & 7) + 1);
     }
-    let mut frames = 0;
+    let header_end = i;
     let skip_sub_blocks = |mut j: usize| -> Option<usize> {
         loop {
             let n = *b.get(j)? as usize;
             j += 1 + n;
             if n == 0 {
-                return Some(j);
+                return (j <= b.len()).then_some(j);
             }
         }
     };
+    let le16 = |at: usize| u32::from(u16::from_le_bytes([b[at], b[at + 1]]));
+    let mut blocks = Vec::new();
     loop {
         match b.get(i) {
             Some(0x3B) => break,
-            None if frames > 0 => break,
+            None if blocks.iter().any(|x| matches!(x, GifBlock::Image { .. })) => break,
             Some(0x21) => {
-                i = skip_sub_blocks(i + 2).ok_or_else(|| damaged("a GIF extension is cut short"))?;
+                let label = *b.get(i + 1).ok_or_else(|| damaged("a GIF extension is cut short"))?;
+                let end = skip_sub_blocks(i + 2).ok_or_else(|| damaged("a GIF extension is cut short"))?;
+                blocks.push(GifBlock::Extension { range: i..end, label });
+                i = end;
             }
             Some(0x2C) => {
-                let flags = *b.get(i + 9).ok_or_else(|| damaged("a GIF frame header is cut short"))?;
-                i += 10;
+                if i + 10 > b.len() {
+                    return Err(damaged("a GIF frame header is cut short"));
+                }
+                let extent = (le16(i + 1) + le16(i + 5), le16(i + 3) + le16(i + 7));
+                let flags = b[i + 9];
+                let mut j = i + 10;
                 if flags & 0x80 != 0 {
-                    i += 3 << ((flags & 7) + 1);
+                    j += 3 << ((flags & 7) + 1);
                 }
                 // One byte of LZW minimum code size, then the image data sub-blocks.
-                i = skip_sub_blocks(i + 1).ok_or_else(|| damaged("the GIF image data is cut short"))?;
-                frames += 1;
+                let end = skip_sub_blocks(j + 1).ok_or_else(|| damaged("the GIF image data is cut short"))?;
+                blocks.push(GifBlock::Image { range: i..end, extent });
+                i = end;
             }
             _ => return Err(damaged("the GIF block structure is broken")),
         }
     }
-    if frames == 0 {
+    if !blocks.iter().any(|x| matches!(x, GifBlock::Image { .. })) {
         return Err(damaged("the GIF has no frames"));
     }
-    Ok(())
+    Ok((header_end, blocks))
+}
+
+fn validate_gif(b: &[u8]) -> Result<(), MediaError> {
+    gif_blocks(b).map(|_| ())
+}
+
+/// The GIF's size: its logical screen, grown to hold any frame that reaches past it, so that
+/// the pixel limit counts what a decoder would allocate.
+fn gif_dimensions(b: &[u8]) -> Result<(u32, u32), MediaError> {
+    let screen = (u32::from(u16::from_le_bytes([b[6], b[7]])), u32::from(u16::from_le_bytes([b[8], b[9]])));
+    let (_, blocks) = gif_blocks(b).map_err(|e| MediaError::BadHeader(e.to_string()))?;
+    Ok(blocks.iter().fold(screen, |(w, h), block| match block {
+        GifBlock::Image { extent: (fw, fh), .. } => (w.max(*fw), h.max(*fh)),
+        GifBlock::Extension { .. } => (w, h),
+    }))
 }
 
 /// Checks a WebP's RIFF container: the declared size fits the file and every chunk fits.
@@ -453,6 +499,15 @@ mod tests {
             assert_eq!(dimensions(out.get_ref(), format).unwrap(), (37, 21), "{format:?}");
             validate_structure(out.get_ref(), format).unwrap();
         }
+    }
+
+    #[test]
+    fn gif_frames_larger_than_the_screen_count_against_the_size() {
+        // Given a GIF whose logical screen is 1x1 but whose one frame is 300x200,
+        let mut gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00".to_vec();
+        gif.extend_from_slice(&[0x2C, 0, 0, 0, 0, 0x2C, 0x01, 0xC8, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3B]);
+        // then its size is the frame's, not the screen's.
+        assert_eq!(dimensions(&gif, Format::Gif).unwrap(), (300, 200));
     }
 
     #[test]

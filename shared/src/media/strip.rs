@@ -7,7 +7,7 @@
 //!
 //! Input is assumed to have passed [`super::validate_structure`].
 
-use super::{Format, walk_entropy_data};
+use super::{Format, GifBlock, gif_blocks, walk_entropy_data};
 
 /// Returns the file with its metadata removed. The pixel data is copied byte for byte.
 pub fn strip(bytes: &[u8], format: Format, orientation: u16) -> Vec<u8> {
@@ -15,8 +15,7 @@ pub fn strip(bytes: &[u8], format: Format, orientation: u16) -> Vec<u8> {
         Format::Jpeg => strip_jpeg(bytes, orientation),
         Format::Png => strip_png(bytes),
         Format::Webp => strip_webp(bytes),
-        // GIF has no EXIF; its comment and XMP extensions are rare enough to leave for now.
-        Format::Gif => bytes.to_vec(),
+        Format::Gif => strip_gif(bytes),
     }
 }
 
@@ -149,6 +148,34 @@ fn strip_webp(b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Keeps a GIF's frames, graphic controls and animation loop settings; drops comments, XMP and
+/// other application data, and anything after the trailer.
+fn strip_gif(b: &[u8]) -> Vec<u8> {
+    let Ok((header_end, blocks)) = gif_blocks(b) else { return b.to_vec() };
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(&b[..header_end]);
+    for block in blocks {
+        match block {
+            GifBlock::Image { range, .. } => out.extend_from_slice(&b[range]),
+            GifBlock::Extension { range, label } => {
+                // Application extensions name themselves in an 11-byte block; only the looping
+                // ones change how the image plays.
+                let app_id = b.get(range.start + 3..range.start + 14).unwrap_or_default();
+                let keep = match label {
+                    0xF9 | 0x01 => true,
+                    0xFF => app_id == b"NETSCAPE2.0" || app_id == b"ANIMEXTS1.0",
+                    _ => false,
+                };
+                if keep {
+                    out.extend_from_slice(&b[range]);
+                }
+            }
+        }
+    }
+    out.push(0x3B);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +192,26 @@ mod tests {
         assert_eq!(meta.orientation, Some(6));
         assert_eq!(meta.camera_make, None);
         super::super::validate_structure(&stripped, Format::Jpeg).unwrap();
+    }
+
+    #[test]
+    fn gif_comments_and_trailing_bytes_go_and_frames_stay() {
+        // Given a GIF with a comment, an XMP application block and bytes after its trailer,
+        let frame: &[u8] = &[0x2C, 0, 0, 0, 0, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00];
+        let mut gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00".to_vec();
+        gif.extend_from_slice(&[0x21, 0xFE, 0x05, b's', b'e', b'c', b'r', b't', 0x00]);
+        gif.extend_from_slice(&[0x21, 0xFF, 0x0B]);
+        gif.extend_from_slice(b"XMP DataXMP");
+        gif.extend_from_slice(&[0x03, b'g', b'p', b's', 0x00]);
+        gif.extend_from_slice(frame);
+        gif.extend_from_slice(b";appended secret");
+        // when it is stripped,
+        let out = strip(&gif, Format::Gif, 1);
+        // then only the header, the frame and the trailer remain.
+        let mut want = b"GIF89a\x01\x00\x01\x00\x00\x00\x00".to_vec();
+        want.extend_from_slice(frame);
+        want.push(0x3B);
+        assert_eq!(out, want);
+        super::super::validate_structure(&out, Format::Gif).unwrap();
     }
 }
