@@ -303,20 +303,23 @@ pub async fn ingest_incoming(app: &App, id: &str) -> Result<()> {
     .await
     .map_err(Error::internal)?;
     let waiting = Some(Cond::eq("status", "waiting"));
-    let update = match prepared {
-        Ok(p) => {
-            let digest = item.str("token_digest").unwrap_or_default().to_owned();
-            let stored = images::store(app, &p, &digest).await?;
-            Update::new()
-                .set("status", "done")
-                .set("image_id", stored.image.id.as_str())
-                .set("duplicate", stored.duplicate)
+    let outcome = match prepared {
+        Ok(p) => images::store(app, &p, item.str("token_digest").unwrap_or_default()).await,
+        Err(e) => Err(e),
+    };
+    let update = match outcome {
+        Ok(stored) => Update::new()
+            .set("status", "done")
+            .set("image_id", stored.image.id.as_str())
+            .set("duplicate", stored.duplicate),
+        // Storage trouble or a concurrent writer: the delivery is retried.
+        Err(e) if e.is_retryable() => return Err(e),
+        // A file that is not an acceptable image never will be, and a bug will not fix itself
+        // on a retry: record why and stop, rather than leave the upload waiting forever.
+        Err(e) => {
+            warn!(error = %e, "upload failed");
+            Update::new().set("status", "failed").set("error_code", e.code()).set("error_message", e.public_message())
         }
-        // A file that is not an acceptable image never will be: record why and stop.
-        Err(Error::Client { code, message, .. }) => {
-            Update::new().set("status", "failed").set("error_code", code).set("error_message", message)
-        }
-        Err(e) => return Err(e),
     };
     match app.table.update(&upload_pk(id), UPLOAD_SK, update, waiting).await {
         Ok(_) => {}
