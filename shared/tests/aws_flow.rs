@@ -17,31 +17,32 @@ fn photo(name: &str) -> Vec<u8> {
         .unwrap()
 }
 
-async fn aws_app() -> App {
+async fn aws_app() -> (App, String) {
     let moto = support::moto();
     let (bucket, table) = (support::unique("bucket"), support::unique("table"));
     let s3 = moto.s3();
     let dynamo = moto.dynamodb();
     provision::ensure_bucket(&s3, &bucket).await.unwrap();
     provision::ensure_table(&dynamo, &table).await.unwrap();
-    App::new(AppInner {
+    let app = App::new(AppInner {
         table: Arc::new(DynamoTable::new(dynamo, table)),
         objects: Arc::new(S3Objects::new(s3, bucket.clone())),
         delivery: Delivery::Redirect { base: "https://cdn.example".into() },
         public_url: Some("https://img.example".into()),
         admin_digest: None,
         uploads: UploadTarget::S3 {
-            bucket,
+            bucket: bucket.clone(),
             region: "us-east-1".into(),
             endpoint: Some(moto.endpoint()),
             credentials: moto.credentials_provider(),
         },
-    })
+    });
+    (app, bucket)
 }
 
 #[tokio::test]
 async fn upload_dedupe_variants_and_delete_on_s3_and_dynamodb() {
-    let app = aws_app().await;
+    let (app, bucket) = aws_app().await;
     let bytes = photo("orientation/portrait_6.jpg");
     let prepared = images::prepare(&bytes).unwrap();
 
@@ -63,6 +64,10 @@ async fn upload_dedupe_variants_and_delete_on_s3_and_dynamodb() {
     assert_eq!((small.width, small.height), (240, 320));
     let key = images::variant_key(&record.id, small.size, small.format);
     assert!(app.objects.exists(&key).await.unwrap());
+    // Objects are stored for the CDN to cache for good, with the right type.
+    let head = support::moto().s3().head_object().bucket(&bucket).key(&key).send().await.unwrap();
+    assert_eq!(head.cache_control(), Some("public, max-age=31536000, immutable"));
+    assert_eq!(head.content_type(), Some("image/jpeg"));
 
     // Deleting both uploads removes the image, its hash and its objects.
     images::delete_upload(&app, &record.id, "token-1").await.unwrap();
@@ -78,7 +83,7 @@ async fn upload_dedupe_variants_and_delete_on_s3_and_dynamodb() {
 
 #[tokio::test]
 async fn a_signed_form_posts_to_s3_and_the_worker_ingests_it() {
-    let app = aws_app().await;
+    let (app, _) = aws_app().await;
     // Given a form signed for the bucket,
     let created = imghost::uploads::create(&app, "https://img.example").await.unwrap();
     let form = serde_json::to_value(&created.form).unwrap();

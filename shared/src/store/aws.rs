@@ -31,6 +31,9 @@ where
 // S3
 // ---------------------------------------------------------------------------------------------
 
+/// Cache-Control stored with every object: keys are never reused for other content.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
 /// Objects in an S3 bucket.
 #[derive(Clone, Debug)]
 pub struct S3Objects {
@@ -52,6 +55,9 @@ impl Objects for S3Objects {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            // Keys are never reused for other content (see `Objects`), so the CDN and browsers
+            // may keep what they fetch for good.
+            .cache_control(IMMUTABLE)
             .body(bytes.into())
             .send()
             .await

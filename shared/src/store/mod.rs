@@ -61,6 +61,9 @@ pub struct Object {
 }
 
 /// Blob storage addressed by key, like an S3 bucket.
+///
+/// imghost never writes different content under a key it wrote before (keys carry random
+/// ids), so adapters may mark objects as cacheable forever.
 #[async_trait]
 pub trait Objects: Send + Sync {
     /// Stores `bytes` under `key`, replacing any previous object atomically: a reader sees either
