@@ -9,7 +9,8 @@
 //! | upload of image   | `IMG#<id>`      | `UPL#<digest>`| one per upload; digest of delete token  |
 //! | content hash      | `HASH#<sha256>` | `HASH`        | maps bytes to their image id            |
 //!
-//! Active images carry `gsi1pk = IMAGES`, `gsi1sk = <created_at>#<id>` for the admin listing.
+//! Active images carry `gsi1pk = IMAGES`, `gsi1sk = <activation time in ns>#<id>` for the admin
+//! listing.
 //!
 //! # Why ingest is ordered as it is
 //! The image, hash and upload items are written in one conditional transaction *before* the
@@ -359,7 +360,7 @@ async fn activate(app: &App, mut record: ImageRecord, p: &Prepared) -> Result<Im
     let update = Update::new()
         .set("state", State::Active.as_str())
         .set(GSI1PK, LISTING_PARTITION)
-        .set(GSI1SK, format!("{}#{}", record.created_at, record.id));
+        .set(GSI1SK, crate::store::time_sort_key(&record.id));
     let cond = Cond::eq("state", State::Pending.as_str()).and(Cond::eq("hash", record.hash.as_str()));
     match app.table.update(&image_pk(&record.id), META, update, Some(cond)).await {
         Ok(item) => record = ImageRecord::from_item(&item)?,

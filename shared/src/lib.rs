@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod images;
+pub mod links;
 pub mod media;
 pub mod secret;
 pub mod state;

@@ -114,3 +114,19 @@ async fn a_signed_form_posts_to_s3_and_the_worker_ingests_it() {
     images::delete_upload(&app, id, &created.delete_token).await.unwrap();
     assert!(images::get_active(&app, id).await.is_err());
 }
+
+#[tokio::test]
+async fn fifty_concurrent_claims_on_a_ten_use_link_take_exactly_ten() {
+    let (app, _) = aws_app().await;
+    // Given a link with 10 uses on DynamoDB,
+    let request = imghost::links::NewLink { expires_in: Some(3600), max_uploads: Some(10), ..Default::default() };
+    let created = imghost::links::create(&app, &request).await.unwrap();
+    // when 50 claims race,
+    let claims = (0..50).map(|_| imghost::links::claim(&app, &created.link, 1));
+    let results = futures::future::join_all(claims).await;
+    // then exactly 10 succeed and the rest are refused as used up.
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 10);
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| e.code() == "link_used_up"));
+    let link = imghost::links::by_token(&app, &created.token).await.unwrap();
+    assert_eq!(link.uploads, 10);
+}

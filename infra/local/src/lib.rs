@@ -76,10 +76,9 @@ impl Local {
 
     /// Every route of every function, from the same routers the Lambdas run.
     pub fn router(&self) -> axum::Router {
+        use imghost::http::{finish, images, links, upload};
         let app = &self.app;
-        imghost::http::finish(
-            imghost::http::upload::routes(app.clone()).merge(imghost::http::images::routes(app.clone())),
-        )
+        finish(upload::routes(app.clone()).merge(images::routes(app.clone())).merge(links::routes(app.clone())))
     }
 
     /// Runs the object-event worker until `stop` turns true.

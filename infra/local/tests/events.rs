@@ -96,6 +96,25 @@ async fn every_sample_event_runs_through_its_real_handler() {
     let status = imghost::uploads::status(&local.app, &upload_id, "http://x").await.unwrap();
     assert_eq!(status["status"], "done", "{status}");
 
+    // links-create.json: an admin creates an invitation link (the event's token is replaced by
+    // this test's admin token).
+    let links = imghost::http::links::router(local.app.clone());
+    let (status, _, body) = invoke(&links, &event("links-create.json", &[("ADMIN-TOKEN", "admin")])).await;
+    seen.push("links-create.json");
+    let link: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 201, "{link}");
+    assert_eq!(link["label"], "Wedding guests");
+    let token = link["token"].as_str().unwrap().to_owned();
+
+    // links-get-status.json: the upload page's view of that link.
+    let (status, _, body) =
+        invoke(&links, &event("links-get-status.json", &[("TOKEN-PLACEHOLDER-43-CHARACTERS-LONG-XXXXXXX", &token)]))
+            .await;
+    seen.push("links-get-status.json");
+    let shown: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!((shown["status"].as_str(), shown["remaining"].as_u64()), (Some("active"), Some(25)));
+
     // Every event in the directory was exercised.
     let mut all: Vec<_> = std::fs::read_dir(events_dir())
         .unwrap()

@@ -55,21 +55,7 @@ async fn list_images(
     BaseUrl(base): BaseUrl,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>> {
-    let limit = match params.get("limit").map(String::as_str) {
-        None | Some("") => 50,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| Error::unprocessable("bad_limit", "limit must be a whole number from 1 to 100"))?,
-    };
-    let cursor = match params.get("cursor").map(String::as_str) {
-        None | Some("") => None,
-        Some(c) => Some(
-            decode_cursor(c)
-                .ok_or_else(|| Error::unprocessable("bad_cursor", "the cursor is not one this API returned"))?,
-        ),
-    };
+    let (limit, cursor) = super::page_params(&params)?;
     let (records, next) = images::list(&app, limit, cursor).await?;
     let views: Vec<_> = records.iter().map(|r| ImageView::new(r, &base)).collect();
     Ok(Json(json!({ "images": views, "next_cursor": next.map(|c| encode_cursor(&c)) })))

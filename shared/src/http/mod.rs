@@ -3,6 +3,7 @@
 //! `{"error": {"code", "message"}}`.
 
 pub mod images;
+pub mod links;
 pub mod upload;
 
 use axum::Json;
@@ -103,6 +104,28 @@ pub fn base_url(app: &App, headers: &HeaderMap) -> String {
         _ => "http",
     };
     format!("{proto}://{host}")
+}
+
+/// The `limit` (1 to 100, default 50) and `cursor` of a paged admin listing.
+pub fn page_params(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<(usize, Option<crate::store::Cursor>), Error> {
+    let limit = match params.get("limit").map(String::as_str) {
+        None | Some("") => 50,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| Error::unprocessable("bad_limit", "limit must be a whole number from 1 to 100"))?,
+    };
+    let cursor = match params.get("cursor").map(String::as_str) {
+        None | Some("") => None,
+        Some(c) => Some(
+            images::decode_cursor(c)
+                .ok_or_else(|| Error::unprocessable("bad_cursor", "the cursor is not one this API returned"))?,
+        ),
+    };
+    Ok((limit, cursor))
 }
 
 /// The bearer token of the request, if any.

@@ -109,7 +109,7 @@ async fn receive_local_upload(State(app): State<App>, Path(id): Path<String>, re
 }
 
 /// One file of a request, with a name to use in error messages.
-struct Part {
+pub(crate) struct Part {
     label: String,
     bytes: Bytes,
 }
@@ -133,8 +133,25 @@ async fn upload_images(State(app): State<App>, BaseUrl(base): BaseUrl, req: Requ
     if parts.iter().all(|p| p.bytes.is_empty()) && !parts.is_empty() && !multipart {
         return Err(Error::unprocessable("empty_body", "the request has no image in its body"));
     }
-    // Check every file before storing any, so one bad file leaves nothing half-written.
-    let prepared = tokio::task::spawn_blocking(move || {
+    let prepared = prepare_all(parts, multipart).await?;
+    let mut views = Vec::with_capacity(prepared.len());
+    for p in &prepared {
+        let token = secret::new_token();
+        let stored = images::store(&app, p, &secret::digest_hex(&token)).await?;
+        views.push(UploadView::new(&stored, token, &base));
+    }
+    let status = if views.iter().any(|v| !v.duplicate) { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(if views.len() == 1 {
+        (status, Json(views.pop())).into_response()
+    } else {
+        (status, Json(json!({ "images": views }))).into_response()
+    })
+}
+
+/// Checks every file before any is stored, so one bad file leaves nothing half-written. In a
+/// multipart request each error names its file.
+pub(crate) async fn prepare_all(parts: Vec<Part>, multipart: bool) -> Result<Vec<images::Prepared>> {
+    tokio::task::spawn_blocking(move || {
         parts
             .iter()
             .map(|p| {
@@ -151,23 +168,11 @@ async fn upload_images(State(app): State<App>, BaseUrl(base): BaseUrl, req: Requ
             .collect::<Result<Vec<_>>>()
     })
     .await
-    .map_err(Error::internal)??;
-    let mut views = Vec::with_capacity(prepared.len());
-    for p in &prepared {
-        let token = secret::new_token();
-        let stored = images::store(&app, p, &secret::digest_hex(&token)).await?;
-        views.push(UploadView::new(&stored, token, &base));
-    }
-    let status = if views.iter().any(|v| !v.duplicate) { StatusCode::CREATED } else { StatusCode::OK };
-    Ok(if views.len() == 1 {
-        (status, Json(views.pop())).into_response()
-    } else {
-        (status, Json(json!({ "images": views }))).into_response()
-    })
+    .map_err(Error::internal)?
 }
 
 /// Reads the whole body, refusing more than [`MAX_API_BODY`] bytes with a 413.
-async fn read_body(body: Body) -> Result<Bytes> {
+pub(crate) async fn read_body(body: Body) -> Result<Bytes> {
     axum::body::to_bytes(body, MAX_API_BODY).await.map_err(|_| {
         Error::client(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -179,7 +184,7 @@ async fn read_body(body: Body) -> Result<Bytes> {
     })
 }
 
-async fn multipart_files(content_type: &str, body: Bytes) -> Result<Vec<Part>> {
+pub(crate) async fn multipart_files(content_type: &str, body: Bytes) -> Result<Vec<Part>> {
     let bad = |m: String| Error::unprocessable("bad_multipart", m);
     let boundary =
         multer::parse_boundary(content_type).map_err(|e| bad(format!("the multipart boundary is missing: {e}")))?;

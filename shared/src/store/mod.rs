@@ -139,6 +139,14 @@ pub const GSI1SK: &str = "gsi1sk";
 /// Name of the one global secondary index, in DynamoDB and in the template.
 pub const GSI1: &str = "gsi1";
 
+/// A sort key that orders items by when it was made, newest last, ties broken by `id`. Uses
+/// nanoseconds: writes made one after another in the same millisecond (several files of one
+/// request) must still list in the order they were made.
+pub fn time_sort_key(id: &str) -> String {
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos().max(0);
+    format!("{nanos:020}#{id}")
+}
+
 /// An item: attribute name to value. Always holds `pk` and `sk`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Item(pub BTreeMap<String, Value>);

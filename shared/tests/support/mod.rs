@@ -25,6 +25,18 @@ pub fn moto() -> &'static Moto {
     MOTO.get_or_init(start_moto)
 }
 
+/// The Python interpreter that runs `moto_server`: its shebang line when it is a Python script,
+/// else (a pyenv shim, say) `python3` from PATH, which is the interpreter pip installed it for.
+fn python_with_moto(moto_server: &std::path::Path) -> PathBuf {
+    let shebang = std::fs::read(moto_server).ok().and_then(|bytes| {
+        let line = bytes.split(|b| *b == b'\n').next()?.strip_prefix(b"#!")?.to_vec();
+        let line = String::from_utf8(line).ok()?;
+        let interpreter = line.split_whitespace().next()?.to_owned();
+        interpreter.contains("python").then(|| PathBuf::from(interpreter))
+    });
+    shebang.or_else(|| find_on_path("python3")).unwrap_or_else(|| PathBuf::from("python3"))
+}
+
 /// Starts a new moto server. It is stopped when the `Moto` is dropped, and in any case when this
 /// process ends: a static is never dropped, so a small shell guard watches this process and
 /// stops moto once it is gone, whatever way the test binary exits.
@@ -36,10 +48,19 @@ pub fn start_moto() -> Moto {
         )
     });
     let port = free_port();
+    // moto's server is started from its own WSGI application, as `moto_server` does, but
+    // serving one request at a time: `moto_server` always runs threaded, and moto's DynamoDB
+    // then evaluates two conditional writes to one item concurrently, which DynamoDB never
+    // does (each item's writes are serialised). Serial serving restores exactly that guarantee,
+    // so concurrency tests judge our code, not a race inside the test double.
+    let launcher = "import sys\n\
+        from werkzeug.serving import run_simple\n\
+        from moto.server import DomainDispatcherApplication, create_backend_app\n\
+        run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app), threaded=False)\n";
     // `$PPID` is this test process. The guard polls it once a second and, when it has exited
     // (or moto died on its own), stops moto; a TERM sent to the guard (see `Drop`) does the same.
     let guard = r#"
-        "$1" -H 127.0.0.1 -p "$2" &
+        "$1" -c "$3" 127.0.0.1 "$2" &
         pid=$!
         trap 'kill $pid 2>/dev/null; exit 0' TERM INT HUP
         while kill -0 "$PPID" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
@@ -50,8 +71,9 @@ pub fn start_moto() -> Moto {
         .arg("-c")
         .arg(guard)
         .arg("moto-guard")
-        .arg(&bin)
+        .arg(python_with_moto(&bin))
         .arg(port.to_string())
+        .arg(launcher)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,0 +1,125 @@
+//! The `links` function: invitation upload links (admin), and uploads through them.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use time::OffsetDateTime;
+use tracing::instrument;
+
+use super::upload::{multipart_files, prepare_all, read_body};
+use super::{Admin, BaseUrl};
+use crate::error::{Error, Result};
+use crate::images::{self, UploadView};
+use crate::links::{self, NewLink};
+use crate::state::App;
+use crate::{http, secret};
+
+/// At most this many files in one upload through a link.
+pub const MAX_FILES_PER_REQUEST: usize = 20;
+
+/// The function's router, as its Lambda runs it.
+pub fn router(app: App) -> Router {
+    super::finish(routes(app))
+}
+
+/// The routes alone, for merging with other functions' routes (the local runner).
+pub fn routes(app: App) -> Router {
+    Router::new()
+        .route("/v1/links", post(create_link).get(list_links))
+        // `key` is a link id for the admin's DELETE and a link token for the public GET.
+        .route("/v1/links/{key}", get(link_status).delete(revoke_link))
+        .route("/v1/links/{key}/images", post(upload_through_link))
+        .with_state(app)
+}
+
+#[instrument(skip_all)]
+async fn create_link(_: Admin, State(app): State<App>, BaseUrl(base): BaseUrl, req: Request) -> Result<Response> {
+    let body = axum::body::to_bytes(req.into_body(), 16 * 1024).await.map_err(|_| {
+        Error::client(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body is too large")
+    })?;
+    let new: NewLink = serde_json::from_slice(&body)
+        .map_err(|e| Error::unprocessable("bad_json", format!("the body is not a valid link request: {e}")))?;
+    let created = links::create(&app, &new).await?;
+    let mut view = created.link.view(OffsetDateTime::now_utc());
+    view["token"] = json!(created.token);
+    view["url"] = json!(format!("{base}/u/{}", created.token));
+    view["upload_url"] = json!(format!("{base}/v1/links/{}/images", created.token));
+    Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
+}
+
+#[instrument(skip_all)]
+async fn list_links(
+    _: Admin,
+    State(app): State<App>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response> {
+    let (limit, cursor) = http::page_params(&params)?;
+    let (found, next) = links::list(&app, limit, cursor).await?;
+    let now = OffsetDateTime::now_utc();
+    let views: Vec<_> = found.iter().map(|l| l.view(now)).collect();
+    Ok(Json(json!({"links": views, "next_cursor": next.map(|c| http::images::encode_cursor(&c))})).into_response())
+}
+
+#[instrument(skip_all)]
+async fn revoke_link(_: Admin, State(app): State<App>, Path(id): Path<String>) -> Result<StatusCode> {
+    links::revoke(&app, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What the upload page shows: time and uploads left, or why the link no longer works.
+#[instrument(skip_all)]
+async fn link_status(State(app): State<App>, Path(token): Path<String>) -> Result<Response> {
+    let link = links::by_token(&app, &token).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(link.view(OffsetDateTime::now_utc()))).into_response())
+}
+
+#[instrument(skip_all)]
+async fn upload_through_link(
+    State(app): State<App>,
+    BaseUrl(base): BaseUrl,
+    Path(token): Path<String>,
+    req: Request,
+) -> Result<Response> {
+    let link = links::by_token(&app, &token).await?;
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    if !content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
+        return Err(Error::client(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_type",
+            "uploads through a link are multipart/form-data with 1 to 20 `file` parts",
+        ));
+    }
+    let body = read_body(req.into_body()).await?;
+    let parts = multipart_files(&content_type, body).await?;
+    if parts.len() > MAX_FILES_PER_REQUEST {
+        return Err(Error::unprocessable(
+            "too_many_files",
+            format!("at most {MAX_FILES_PER_REQUEST} files per request"),
+        ));
+    }
+    let prepared = prepare_all(parts, true).await?;
+    // Every file is an acceptable image; only now are the link's uses taken, all at once.
+    let n = prepared.len() as i64;
+    links::claim(&app, &link, n).await?;
+    let mut views = Vec::with_capacity(prepared.len());
+    for (i, p) in prepared.iter().enumerate() {
+        let token = secret::new_token();
+        match images::store(&app, p, &secret::digest_hex(&token)).await {
+            Ok(stored) => views.push(UploadView::new(&stored, token, &base)),
+            Err(e) => {
+                // Give back the uses of the files that were not stored.
+                if let Err(undo) = links::release(&app, &link, n - i as i64).await {
+                    tracing::warn!(error = %undo, "giving back link uses failed");
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok((StatusCode::CREATED, Json(json!({ "images": views }))).into_response())
+}
