@@ -262,10 +262,15 @@ pub async fn claim(app: &App, link: &Link, n: i64) -> Result<()> {
     }
 }
 
-/// Gives back uses claimed for files that were then not stored.
-pub async fn release(app: &App, link: &Link, n: i64) -> Result<()> {
+/// Gives back uses claimed for files that were then not stored. A link deleted meanwhile has
+/// nothing to give back to.
+pub async fn release(app: &App, link_id: &str, n: i64) -> Result<()> {
     if n > 0 {
-        app.table.update(&link_pk(&link.id), LINK_SK, Update::new().add("uploads", -n), Some(Cond::Exists)).await?;
+        match app.table.update(&link_pk(link_id), LINK_SK, Update::new().add("uploads", -n), Some(Cond::Exists)).await {
+            Ok(_) => {}
+            Err(e) if e.is_condition_failed() => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }

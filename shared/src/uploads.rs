@@ -155,9 +155,10 @@ pub fn sign_post_policy(
     fields
 }
 
-/// Hands out a form for one upload and records the upload as waiting.
+/// Hands out a form for one upload and records the upload as waiting. `link_id` names the
+/// invitation link whose use was reserved for it, given back if the file fails ingest.
 #[instrument(skip(app, base))]
-pub async fn create(app: &App, base: &str) -> Result<Created> {
+pub async fn create(app: &App, base: &str, link_id: Option<&str>) -> Result<Created> {
     let id = secret::new_id128();
     let token = secret::new_token();
     let now = OffsetDateTime::now_utc();
@@ -195,6 +196,10 @@ pub async fn create(app: &App, base: &str) -> Result<Created> {
         .with("form_expires_at", expires_at.as_str())
         .with("created_at", now.format(&Rfc3339).map_err(Error::internal)?)
         .with("expires_at", (now + RECORD_LIFETIME).unix_timestamp());
+    let item = match link_id {
+        Some(l) => item.with("link_id", l),
+        None => item,
+    };
     app.table.put(item, Some(Cond::NotExists)).await?;
     info!(upload_id = %id, "upload form handed out");
     Ok(Created {
@@ -321,7 +326,14 @@ pub async fn ingest_incoming(app: &App, id: &str) -> Result<()> {
             Update::new().set("status", "failed").set("error_code", e.code()).set("error_message", e.public_message())
         }
     };
+    let failed = update.set.iter().any(|(name, v)| name == "status" && v.as_str() == Some("failed"));
     match app.table.update(&upload_pk(id), UPLOAD_SK, update, waiting).await {
+        // Only the delivery that settled the upload gives a link's reserved use back.
+        Ok(_) if failed => {
+            if let Some(link_id) = item.str("link_id") {
+                crate::links::release(app, link_id, 1).await?;
+            }
+        }
         Ok(_) => {}
         Err(e) if e.is_condition_failed() => {}
         Err(e) => return Err(e.into()),

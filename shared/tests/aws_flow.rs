@@ -85,7 +85,7 @@ async fn upload_dedupe_variants_and_delete_on_s3_and_dynamodb() {
 async fn a_signed_form_posts_to_s3_and_the_worker_ingests_it() {
     let (app, _) = aws_app().await;
     // Given a form signed for the bucket,
-    let created = imghost::uploads::create(&app, "https://img.example").await.unwrap();
+    let created = imghost::uploads::create(&app, "https://img.example", None).await.unwrap();
     let form = serde_json::to_value(&created.form).unwrap();
     assert!(form["fields"]["x-amz-signature"].as_str().is_some_and(|s| s.len() == 64));
     // when a client posts a file with it to the S3 endpoint,

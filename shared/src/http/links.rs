@@ -35,6 +35,7 @@ pub fn routes(app: App) -> Router {
         // `key` is a link id for the admin's DELETE and a link token for the public GET.
         .route("/v1/links/{key}", get(link_status).delete(revoke_link))
         .route("/v1/links/{key}/images", post(upload_through_link))
+        .route("/v1/links/{key}/uploads", post(large_upload_through_link))
         .with_state(app)
 }
 
@@ -79,6 +80,27 @@ async fn link_status(State(app): State<App>, Path(token): Path<String>) -> Resul
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(link.view(OffsetDateTime::now_utc()))).into_response())
 }
 
+/// A presigned form for one large file, gated by the link: one use is reserved now and given
+/// back if the file fails ingest. (A form that is never used keeps its use.)
+#[instrument(skip_all)]
+async fn large_upload_through_link(
+    State(app): State<App>,
+    BaseUrl(base): BaseUrl,
+    Path(token): Path<String>,
+) -> Result<Response> {
+    let link = links::by_token(&app, &token).await?;
+    links::claim(&app, &link, 1).await?;
+    match crate::uploads::create(&app, &base, Some(&link.id)).await {
+        Ok(created) => Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(created)).into_response()),
+        Err(e) => {
+            if let Err(undo) = links::release(&app, &link.id, 1).await {
+                tracing::warn!(error = %undo, "giving back a link use failed");
+            }
+            Err(e)
+        }
+    }
+}
+
 #[instrument(skip_all)]
 async fn upload_through_link(
     State(app): State<App>,
@@ -114,7 +136,7 @@ async fn upload_through_link(
             Ok(stored) => views.push(UploadView::new(&stored, token, &base)),
             Err(e) => {
                 // Give back the uses of the files that were not stored.
-                if let Err(undo) = links::release(&app, &link, n - i as i64).await {
+                if let Err(undo) = links::release(&app, &link.id, n - i as i64).await {
                     tracing::warn!(error = %undo, "giving back link uses failed");
                 }
                 return Err(e);

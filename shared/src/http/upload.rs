@@ -72,7 +72,7 @@ async fn create_upload(State(app): State<App>, BaseUrl(base): BaseUrl, req: Requ
         }
         _ => {}
     }
-    let created = uploads::create(&app, &base).await?;
+    let created = uploads::create(&app, &base, None).await?;
     tracing::info!(upload_id = %created.upload_id, filename = ?request.filename, content_type = ?request.content_type, "upload form created");
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
