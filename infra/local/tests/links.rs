@@ -171,31 +171,8 @@ async fn fifty_concurrent_uploads_against_ten_uses_accept_exactly_ten() {
     assert_eq!(shown["uploads"], 10);
 }
 
-/// Posts `bytes` with a handed-out presigned form, fields first and the file last.
-async fn post_form(server: &Server, created: &Value, bytes: Vec<u8>) -> u16 {
-    let form = &created["form"];
-    let mut multipart = reqwest::multipart::Form::new();
-    for (name, value) in form["fields"].as_object().unwrap() {
-        multipart = multipart.text(name.clone(), value.as_str().unwrap().to_owned());
-    }
-    multipart = multipart.part("file", reqwest::multipart::Part::bytes(bytes).file_name("big.bin"));
-    server.client.post(form["url"].as_str().unwrap()).multipart(multipart).send().await.unwrap().status().as_u16()
-}
-
 async fn link_uses(server: &Server, token: &str) -> i64 {
     server.get_json(&format!("/v1/links/{token}")).await.1["uploads"].as_i64().unwrap()
-}
-
-async fn settled(server: &Server, status_url: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let body: Value = server.client.get(status_url).send().await.unwrap().json().await.unwrap();
-        if body["status"] != "waiting" {
-            return body;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "upload never settled: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,16 +186,16 @@ async fn large_files_go_through_the_links_presigned_path_and_count_against_it() 
     let created: Value = server.client.post(&form_url).send().await.unwrap().json().await.unwrap();
     assert_eq!(link_uses(&server, token).await, 1);
     let photo = std::fs::read(photos_dir().join("large/olympus-e-p3-12mp.jpg")).unwrap();
-    assert_eq!(post_form(&server, &created, photo).await, 204);
-    let done = settled(&server, created["status_url"].as_str().unwrap()).await;
+    assert_eq!(server.post_form(&created, photo).await.status(), 204);
+    let done = server.wait_until_settled(created["status_url"].as_str().unwrap()).await;
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(done["image"]["camera_model"], "E-P3");
 
     // A file that fails ingest gives its use back.
     let created: Value = server.client.post(&form_url).send().await.unwrap().json().await.unwrap();
     assert_eq!(link_uses(&server, token).await, 2);
-    assert_eq!(post_form(&server, &created, b"not an image".to_vec()).await, 204);
-    let failed = settled(&server, created["status_url"].as_str().unwrap()).await;
+    assert_eq!(server.post_form(&created, b"not an image".to_vec()).await.status(), 204);
+    let failed = server.wait_until_settled(created["status_url"].as_str().unwrap()).await;
     assert_eq!(failed["status"], "failed");
     assert_eq!(link_uses(&server, token).await, 1);
 

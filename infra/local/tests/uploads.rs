@@ -8,33 +8,10 @@ use std::time::Duration;
 use common::{Server, error_code, photos_dir};
 use serde_json::Value;
 
-/// Posts `bytes` with the handed-out form, fields first and the file last, as S3 requires.
-async fn post_form(server: &Server, created: &Value, bytes: Vec<u8>) -> reqwest::Response {
-    let form = &created["form"];
-    let mut multipart = reqwest::multipart::Form::new();
-    for (name, value) in form["fields"].as_object().unwrap() {
-        multipart = multipart.text(name.clone(), value.as_str().unwrap().to_owned());
-    }
-    multipart = multipart.part("file", reqwest::multipart::Part::bytes(bytes).file_name("upload.bin"));
-    server.client.post(form["url"].as_str().unwrap()).multipart(multipart).send().await.unwrap()
-}
-
 async fn create(server: &Server, body: Value) -> (u16, Value) {
     let resp = server.client.post(server.url("/v1/uploads")).json(&body).send().await.unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap())
-}
-
-async fn wait_until_settled(server: &Server, status_url: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let body: Value = server.client.get(status_url).send().await.unwrap().json().await.unwrap();
-        if body["status"] != "waiting" {
-            return body;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "upload never settled: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A PNG of noise larger than the API's 5 MiB limit (noise does not compress).
@@ -66,11 +43,11 @@ async fn a_file_over_the_api_limit_uploads_through_the_form() {
     assert_eq!(waiting["status"], "waiting");
 
     // when the file is posted to it,
-    let resp = post_form(&server, &created, bytes.clone()).await;
+    let resp = server.post_form(&created, bytes.clone()).await;
     assert_eq!(resp.status(), 204);
 
     // then the worker ingests it and the status names the image,
-    let done = wait_until_settled(&server, &status_url).await;
+    let done = server.wait_until_settled(&status_url).await;
     assert_eq!(done["status"], "done", "{done}");
     let image = &done["image"];
     assert_eq!((image["width"].as_u64(), image["height"].as_u64()), (Some(1600), Some(1400)));
@@ -80,7 +57,7 @@ async fn a_file_over_the_api_limit_uploads_through_the_form() {
     server.wait_for_variants(id, Duration::from_secs(60)).await;
 
     // the form cannot be used twice,
-    let resp = post_form(&server, &created, bytes).await;
+    let resp = server.post_form(&created, bytes).await;
     assert_eq!(resp.status(), 409);
 
     // and the delete token handed out with the form deletes the image.
@@ -102,8 +79,8 @@ async fn a_bad_file_through_the_form_fails_with_a_reason_and_bad_requests_are_re
 
     // A file that is not an image is received, then fails ingest with the ingest's own code.
     let (_, created) = create(&server, serde_json::json!({})).await;
-    assert_eq!(post_form(&server, &created, b"plain text, not an image".to_vec()).await.status(), 204);
-    let settled = wait_until_settled(&server, created["status_url"].as_str().unwrap()).await;
+    assert_eq!(server.post_form(&created, b"plain text, not an image".to_vec()).await.status(), 204);
+    let settled = server.wait_until_settled(created["status_url"].as_str().unwrap()).await;
     assert_eq!(settled["status"], "failed");
     assert_eq!(settled["error"]["code"], "unsupported_media_type");
     assert!(settled["image"].is_null());
@@ -112,8 +89,8 @@ async fn a_bad_file_through_the_form_fails_with_a_reason_and_bad_requests_are_re
     let photo = std::fs::read(photos_dir().join("cameras/Canon_40D.jpg")).unwrap();
     let (_, direct) = server.upload_raw(photo.clone(), "image/jpeg").await;
     let (_, created) = create(&server, serde_json::json!({})).await;
-    post_form(&server, &created, photo).await;
-    let settled = wait_until_settled(&server, created["status_url"].as_str().unwrap()).await;
+    server.post_form(&created, photo).await;
+    let settled = server.wait_until_settled(created["status_url"].as_str().unwrap()).await;
     assert_eq!(settled["status"], "done");
     assert_eq!(settled["duplicate"], true);
     assert_eq!(settled["image"]["id"], direct["id"]);

@@ -70,6 +70,31 @@ impl Server {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Posts `bytes` with a handed-out presigned form (`{"form": {"url", "fields"}}`), fields
+    /// first and the file last, as S3 requires.
+    pub async fn post_form(&self, created: &Value, bytes: Vec<u8>) -> reqwest::Response {
+        let form = &created["form"];
+        let mut multipart = reqwest::multipart::Form::new();
+        for (name, value) in form["fields"].as_object().unwrap() {
+            multipart = multipart.text(name.clone(), value.as_str().unwrap().to_owned());
+        }
+        multipart = multipart.part("file", reqwest::multipart::Part::bytes(bytes).file_name("upload.bin"));
+        self.client.post(form["url"].as_str().unwrap()).multipart(multipart).send().await.unwrap()
+    }
+
+    /// Polls a presigned upload's status until it is no longer waiting.
+    pub async fn wait_until_settled(&self, status_url: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let body: Value = self.client.get(status_url).send().await.unwrap().json().await.unwrap();
+            if body["status"] != "waiting" {
+                return body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "upload never settled: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls the metadata until every variant is ready, or fails after `timeout`.
     pub async fn wait_for_variants(&self, id: &str, timeout: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + timeout;
