@@ -536,10 +536,7 @@ async fn purge(app: &App, record: &ImageRecord, guard: Option<Cond>) -> Result<(
     }
     clear_hash(app, &record.hash, &record.id).await?;
     app.objects.delete(&record.original_key()).await?;
-    for v in &record.variant_info {
-        app.objects.delete(&variant_key(&record.id, v.size, v.format)).await?;
-    }
-    // Variants made after the record was read are found by trying both encodings.
+    // Every key a variant can have, so variants made after the record was read go too.
     for size in Size::ALL {
         for f in [Format::Jpeg, Format::Png] {
             app.objects.delete(&variant_key(&record.id, size, f)).await?;

@@ -130,7 +130,7 @@ async fn upload_images(State(app): State<App>, BaseUrl(base): BaseUrl, req: Requ
             format!("send the image itself (image/*) or multipart/form-data with `file` parts, not {mime}"),
         ));
     };
-    if parts.iter().all(|p| p.bytes.is_empty()) && !parts.is_empty() && !multipart {
+    if !multipart && parts[0].bytes.is_empty() {
         return Err(Error::unprocessable("empty_body", "the request has no image in its body"));
     }
     let prepared = prepare_all(parts, multipart).await?;
