@@ -32,6 +32,7 @@ use crate::media::variants::{MAX_PIXELS, Size};
 use crate::media::{self, Format, MediaError};
 use crate::secret;
 use crate::state::App;
+use crate::stats::{self, Change, Facts};
 use crate::store::{Cond, GSI1PK, GSI1SK, Item, Query, TxOp, Update};
 
 /// The partition of the admin listing index.
@@ -197,6 +198,11 @@ impl ImageRecord {
         original_key(&self.id, self.format)
     }
 
+    /// What this image contributes to the service statistics.
+    pub fn facts(&self) -> Facts {
+        Facts { format: self.format, bytes: self.bytes, camera: stats::camera_label(self.meta.camera_model.as_deref()) }
+    }
+
     /// The stored variant of `size`, if the variants are ready.
     pub fn variant(&self, size: Size) -> Option<&VariantInfo> {
         if self.variants != VariantsStatus::Ready {
@@ -337,8 +343,12 @@ pub async fn store(app: &App, p: &Prepared, token_digest: &str) -> Result<Stored
                 // The client will not see this upload's token, so take the upload back out:
                 // otherwise its count would keep the image alive with no way to delete it.
                 warn!(image_id = %id, error = %e, "storing the original failed; undoing the upload");
-                if let Err(undo) = remove_upload(app, &id, token_digest).await {
-                    warn!(image_id = %id, error = %undo, "undoing the upload failed");
+                match undo_pending_upload(app, &id, token_digest).await {
+                    // A concurrent upload of the same bytes stored the original and activated
+                    // the image, counting this upload with it: the upload stands.
+                    Ok(Some(image)) => return Ok(Stored { image, duplicate: false }),
+                    Ok(None) => {}
+                    Err(undo) => warn!(image_id = %id, error = %undo, "undoing the upload failed"),
                 }
                 return Err(e);
             }
@@ -353,26 +363,70 @@ pub async fn store(app: &App, p: &Prepared, token_digest: &str) -> Result<Stored
     ))
 }
 
-/// Stores the original object and marks the image active. Idempotent: any uploader of the
-/// same bytes may complete a pending image.
-async fn activate(app: &App, mut record: ImageRecord, p: &Prepared) -> Result<ImageRecord> {
+/// Stores the original object and marks the image active, counting the image and the upload
+/// that created it in the same transaction. Idempotent: any uploader of the same bytes may
+/// complete a pending image, and only the one whose transaction flips the state counts it.
+async fn activate(app: &App, record: ImageRecord, p: &Prepared) -> Result<ImageRecord> {
     app.objects.put(&record.original_key(), p.stripped.clone(), p.format.mime()).await?;
+    let pk = image_pk(&record.id);
     let update = Update::new()
         .set("state", State::Active.as_str())
         .set(GSI1PK, LISTING_PARTITION)
         .set(GSI1SK, crate::store::time_sort_key(&record.id));
     let cond = Cond::eq("state", State::Pending.as_str()).and(Cond::eq("hash", record.hash.as_str()));
-    match app.table.update(&image_pk(&record.id), META, update, Some(cond)).await {
-        Ok(item) => record = ImageRecord::from_item(&item)?,
-        // Already active (a concurrent uploader finished first) or being deleted: re-read.
-        Err(e) if e.is_condition_failed() => {
-            let item =
-                app.table.get(&image_pk(&record.id), META).await?.ok_or_else(|| Error::internal("image vanished"))?;
-            record = ImageRecord::from_item(&item)?;
-        }
+    let op = TxOp::Update { pk: pk.clone(), sk: META.into(), update, cond: Some(cond) };
+    let facts = record.facts();
+    match stats::transact_counted(&*app.table, vec![op], Change::ImageAdded(&facts), OffsetDateTime::now_utc()).await {
+        Ok(()) => {}
+        // Already active (a concurrent uploader finished first) or being deleted: the re-read
+        // below tells.
+        Err(e) if e.is_condition_failed() => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(record)
+    let item = app.table.get(&pk, META).await?.ok_or_else(|| Error::internal("image vanished"))?;
+    ImageRecord::from_item(&item)
+}
+
+/// The writes that take one upload off an image: its item becomes a tombstone (`deleted`) and
+/// the image's count drops, if the image meets `image_cond` and still has uploads.
+fn detach_upload(id: &str, token_digest: &str, image_cond: Cond) -> Vec<TxOp> {
+    vec![
+        TxOp::Update {
+            pk: image_pk(id),
+            sk: upload_sk(token_digest),
+            update: Update::new().set("deleted", true),
+            cond: Some(Cond::Exists.and(Cond::AttrNotExists("deleted".into()))),
+        },
+        TxOp::Update {
+            pk: image_pk(id),
+            sk: META.into(),
+            update: Update::new().add("refs", -1),
+            cond: Some(image_cond.and(Cond::gt("refs", 0))),
+        },
+    ]
+}
+
+/// Takes back the upload that created a still-pending image whose original could not be
+/// stored, and removes the image when nothing else holds it. Returns the image instead when a
+/// concurrent uploader of the same bytes activated it meanwhile: the original is stored then,
+/// and that activation counted this upload, so the upload stands. The `pending` condition makes
+/// the two outcomes exclusive.
+async fn undo_pending_upload(app: &App, id: &str, token_digest: &str) -> Result<Option<ImageRecord>> {
+    let ops = detach_upload(id, token_digest, Cond::eq("state", State::Pending.as_str()));
+    let undone = match app.table.transact(ops).await {
+        Ok(()) => true,
+        Err(e) if e.is_condition_failed() => false,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(item) = app.table.get(&image_pk(id), META).await? else { return Ok(None) };
+    let record = ImageRecord::from_item(&item)?;
+    if !undone {
+        return Ok((record.state == State::Active).then_some(record));
+    }
+    if record.refs <= 0 {
+        purge(app, &record, Some(Cond::le("refs", 0))).await?;
+    }
+    Ok(None)
 }
 
 /// Adds one upload to an existing image. Returns `None` when the hash item led to an image
@@ -407,7 +461,7 @@ async fn add_upload(app: &App, id: &str, hash: &str, p: &Prepared, token_digest:
             cond: Some(Cond::NotExists),
         },
     ];
-    match table.transact(ops).await {
+    match stats::transact_counted(&**table, ops, Change::DuplicateUpload, OffsetDateTime::now_utc()).await {
         Ok(()) => {
             record.refs += 1;
             Ok(Some(record))
@@ -470,20 +524,7 @@ enum Removal {
 /// tombstone and finishes the job, instead of meeting a 403 with the image still up. The purge
 /// removes the tombstones with the image.
 async fn remove_upload(app: &App, id: &str, token_digest: &str) -> Result<Removal> {
-    let ops = vec![
-        TxOp::Update {
-            pk: image_pk(id),
-            sk: upload_sk(token_digest),
-            update: Update::new().set("deleted", true),
-            cond: Some(Cond::Exists.and(Cond::AttrNotExists("deleted".into()))),
-        },
-        TxOp::Update {
-            pk: image_pk(id),
-            sk: META.into(),
-            update: Update::new().add("refs", -1),
-            cond: Some(Cond::Exists.and(Cond::gt("refs", 0))),
-        },
-    ];
+    let ops = detach_upload(id, token_digest, Cond::Exists);
     match app.table.transact(ops).await {
         Ok(()) => {}
         Err(e) if e.is_condition_failed() => {
@@ -519,20 +560,58 @@ pub async fn delete_image(app: &App, id: &str) -> Result<()> {
 }
 
 /// Removes an image: marks it deleting (so no new upload can join it), detaches its hash,
-/// removes its objects, then its items. Every step is idempotent, so a crash midway is finished
-/// by any later delete.
+/// removes its objects, then its items. Every step after the mark is idempotent, so a crash
+/// midway is finished by any later delete.
+///
+/// The mark is conditional on the state the caller saw, and a visible image's counters are
+/// lowered in the same transaction: the image is uncounted exactly once, by whoever marks it,
+/// and a resumed purge (state already `deleting`) does not uncount it again.
 async fn purge(app: &App, record: &ImageRecord, guard: Option<Cond>) -> Result<()> {
     let pk = image_pk(&record.id);
-    let mark = Update::new().set("state", State::Deleting.as_str()).remove(GSI1PK).remove(GSI1SK);
-    let cond = match guard {
-        Some(g) => Cond::Exists.and(g),
-        None => Cond::Exists,
-    };
-    match app.table.update(&pk, META, mark, Some(cond)).await {
-        Ok(_) => {}
-        // Gone already, or a new upload joined after refs reached zero: the image lives on.
-        Err(e) if e.is_condition_failed() => return Ok(()),
-        Err(e) => return Err(e.into()),
+    let mut current = record.clone();
+    let mut marked = false;
+    for _ in 0..INGEST_ATTEMPTS {
+        if current.state == State::Deleting {
+            marked = true;
+            break;
+        }
+        let mark = Update::new().set("state", State::Deleting.as_str()).remove(GSI1PK).remove(GSI1SK);
+        let mut cond = Cond::Exists.and(Cond::eq("state", current.state.as_str()));
+        if let Some(g) = &guard {
+            cond = cond.and(g.clone());
+        }
+        let op = TxOp::Update { pk: pk.clone(), sk: META.into(), update: mark, cond: Some(cond) };
+        let result = if current.state == State::Active {
+            let facts = current.facts();
+            stats::transact_counted(&*app.table, vec![op], Change::ImageRemoved(&facts), OffsetDateTime::now_utc())
+                .await
+        } else {
+            // A pending image was never counted.
+            app.table.transact(vec![op]).await
+        };
+        match result {
+            Ok(()) => {
+                marked = true;
+                break;
+            }
+            Err(e) if e.is_condition_failed() => {
+                // Gone already, a new upload joined after refs reached zero (the image lives
+                // on), or the state moved under us (a pending image was activated): look again.
+                let Some(item) = app.table.get(&pk, META).await? else { return Ok(()) };
+                if guard.as_ref().is_some_and(|g| !g.eval(Some(&item))) {
+                    return Ok(());
+                }
+                current = ImageRecord::from_item(&item)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !marked {
+        return Err(Error::client(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the image is being changed concurrently; try again",
+        ));
     }
     clear_hash(app, &record.hash, &record.id).await?;
     app.objects.delete(&record.original_key()).await?;

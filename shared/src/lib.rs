@@ -12,6 +12,7 @@ pub mod links;
 pub mod media;
 pub mod secret;
 pub mod state;
+pub mod stats;
 pub mod store;
 pub mod uploads;
 pub mod workers;

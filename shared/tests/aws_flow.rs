@@ -130,3 +130,120 @@ async fn fifty_concurrent_claims_on_a_ten_use_link_take_exactly_ten() {
     let link = imghost::links::by_token(&app, &created.token).await.unwrap();
     assert_eq!(link.uploads, 10);
 }
+
+/// The embedded family's app on a temporary directory, for comparing the two families.
+fn embedded_app() -> (App, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let local = imghost::state::LocalStorage::open(dir.path()).unwrap();
+    let app = App::new(AppInner {
+        table: local.table,
+        objects: local.objects,
+        delivery: Delivery::Bytes,
+        public_url: None,
+        admin_digest: None,
+        uploads: UploadTarget::Local,
+    });
+    (app, dir)
+}
+
+/// Stores photos, duplicates and deletes in a fixed order, then reads the statistics.
+async fn stats_after_a_history(app: &App) -> imghost::stats::Stats {
+    let files = [
+        "gps/DSCN0010.jpg",
+        "gps/DSCN0012.jpg",
+        "cameras/Nikon_D70.jpg",
+        "cameras/Canon_40D.jpg",
+        "no-exif.jpg",
+        "orientation/landscape_3.jpg",
+        "cameras/nikon-e950.jpg",
+    ];
+    let mut ids = vec![];
+    for (i, f) in files.iter().enumerate() {
+        let prepared = images::prepare(&photo(f)).unwrap();
+        ids.push(images::store(app, &prepared, &secret::digest_hex(&format!("t{i}"))).await.unwrap().image.id);
+    }
+    // Two duplicates; one of them is deleted again by its token (its image stays).
+    let d70 = images::prepare(&photo("cameras/Nikon_D70.jpg")).unwrap();
+    images::store(app, &d70, &secret::digest_hex("dup-1")).await.unwrap();
+    images::store(app, &d70, &secret::digest_hex("dup-2")).await.unwrap();
+    images::delete_upload(app, &ids[2], "dup-1").await.unwrap();
+    // One image goes with its only upload, one is deleted by the admin.
+    images::delete_upload(app, &ids[3], "t3").await.unwrap();
+    images::delete_image(app, &ids[5]).await.unwrap();
+    imghost::stats::read(&*app.table, time::OffsetDateTime::now_utc().date()).await.unwrap()
+}
+
+#[tokio::test]
+async fn statistics_are_the_same_on_both_storage_families() {
+    // Given the same history of uploads, duplicates and deletes on DynamoDB and on SQLite,
+    let (aws, _) = aws_app().await;
+    let (embedded, _dir) = embedded_app();
+    let on_aws = stats_after_a_history(&aws).await;
+    let on_embedded = stats_after_a_history(&embedded).await;
+
+    // then both families answer exactly the same statistics,
+    assert_eq!(on_aws, on_embedded);
+    // and they are the right ones: 7 stored, 2 deleted; 9 uploads of which 2 duplicates.
+    let s = on_aws;
+    assert_eq!((s.totals.images, s.totals.uploads, s.totals.duplicates), (5, 9, 2));
+    let cameras: Vec<(&str, i64)> = s.top_cameras.iter().map(|c| (c.model.as_str(), c.count)).collect();
+    assert_eq!(cameras, [("COOLPIX P6000", 2), ("E950", 1), ("NIKON D70", 1)]);
+    assert_eq!(s.cameras_unknown, 1);
+    assert_eq!(s.uploads_per_day.iter().map(|d| d.count).sum::<i64>(), 9);
+}
+
+/// Stores `no-exif.jpg` while the object store refuses writes, then again once it accepts them,
+/// and returns the statistics after each attempt.
+async fn store_while_objects_fail(
+    app: &App,
+    repair: impl std::future::Future<Output = ()>,
+) -> (imghost::Result<images::Stored>, imghost::stats::Stats, imghost::stats::Stats) {
+    let today = time::OffsetDateTime::now_utc().date();
+    let prepared = images::prepare(&photo("no-exif.jpg")).unwrap();
+    let failed = images::store(app, &prepared, &secret::digest_hex("first")).await;
+    let after_failure = imghost::stats::read(&*app.table, today).await.unwrap();
+    repair.await;
+    let stored = images::store(app, &prepared, &secret::digest_hex("second")).await.unwrap();
+    assert!(!stored.duplicate, "the failed upload left no image behind to be a duplicate of");
+    let after_success = imghost::stats::read(&*app.table, today).await.unwrap();
+    (failed.map(|_| unreachable!("the store was broken")), after_failure, after_success)
+}
+
+#[tokio::test]
+async fn an_upload_whose_original_cannot_be_stored_counts_nowhere_on_both_families() {
+    // Given an S3 bucket that does not exist yet, and a data directory whose `originals` path is
+    // taken by a file (root ignores permissions, so a mode bit would not do),
+    let moto = support::moto();
+    let (bucket, table) = (support::unique("bucket"), support::unique("table"));
+    let dynamo = moto.dynamodb();
+    provision::ensure_table(&dynamo, &table).await.unwrap();
+    let (aws, _) = aws_app().await;
+    let aws = App::new(AppInner {
+        table: Arc::new(DynamoTable::new(dynamo, table)),
+        objects: Arc::new(S3Objects::new(moto.s3(), bucket.clone())),
+        delivery: Delivery::Bytes,
+        public_url: None,
+        admin_digest: None,
+        uploads: aws.uploads.clone(),
+    });
+    let (embedded, dir) = embedded_app();
+    let blocker = dir.path().join("objects/originals");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"not a directory").unwrap();
+
+    // when an upload fails to store its original, and the same bytes are uploaded again after
+    // the store is repaired,
+    let s3 = moto.s3();
+    let on_aws = store_while_objects_fail(&aws, async { provision::ensure_bucket(&s3, &bucket).await.unwrap() }).await;
+    let on_embedded = store_while_objects_fail(&embedded, async { std::fs::remove_file(&blocker).unwrap() }).await;
+
+    for (family, (failed, after_failure, after_success)) in [("aws", on_aws), ("embedded", on_embedded)] {
+        // then the failure is a server-side error, nothing was counted for it,
+        let err = failed.unwrap_err();
+        assert!(err.status().is_server_error(), "{family}: {err}");
+        assert_eq!((after_failure.totals.images, after_failure.totals.uploads), (0, 0), "{family}");
+        // and the retry is one new image counted once.
+        let t = &after_success.totals;
+        assert_eq!((t.images, t.uploads, t.duplicates, after_success.cameras_unknown), (1, 1, 0, 1), "{family}");
+    }
+}

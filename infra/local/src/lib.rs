@@ -76,9 +76,14 @@ impl Local {
 
     /// Every route of every function, from the same routers the Lambdas run.
     pub fn router(&self) -> axum::Router {
-        use imghost::http::{finish, images, links, upload};
+        use imghost::http::{finish, images, links, stats, upload};
         let app = &self.app;
-        finish(upload::routes(app.clone()).merge(images::routes(app.clone())).merge(links::routes(app.clone())))
+        finish(
+            upload::routes(app.clone())
+                .merge(images::routes(app.clone()))
+                .merge(links::routes(app.clone()))
+                .merge(stats::routes(app.clone())),
+        )
     }
 
     /// Runs the object-event worker until `stop` turns true.

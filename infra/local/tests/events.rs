@@ -115,6 +115,18 @@ async fn every_sample_event_runs_through_its_real_handler() {
     assert_eq!(status, 200, "{shown}");
     assert_eq!((shown["status"].as_str(), shown["remaining"].as_u64()), (Some("active"), Some(25)));
 
+    // stats-get.json: the admin's statistics count what this test stored (two images, one
+    // from the base64 upload and one through the presigned form).
+    let stats = imghost::http::stats::router(local.app.clone());
+    let (status, _, body) = invoke(&stats, &event("stats-get.json", &[("ADMIN-TOKEN", "admin")])).await;
+    seen.push("stats-get.json");
+    let stats: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!((stats["totals"]["images"].as_i64(), stats["totals"]["uploads"].as_i64()), (Some(2), Some(2)));
+    let formats: Vec<&str> =
+        stats["formats"].as_array().unwrap().iter().map(|f| f["format"].as_str().unwrap()).collect();
+    assert_eq!(formats, ["jpeg", "png"]);
+
     // Every event in the directory was exercised.
     let mut all: Vec<_> = std::fs::read_dir(events_dir())
         .unwrap()

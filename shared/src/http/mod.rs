@@ -4,6 +4,7 @@
 
 pub mod images;
 pub mod links;
+pub mod stats;
 pub mod upload;
 
 use axum::Json;

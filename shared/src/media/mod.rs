@@ -21,6 +21,8 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 4] = [Format::Jpeg, Format::Png, Format::Gif, Format::Webp];
+
     pub fn mime(self) -> &'static str {
         match self {
             Format::Jpeg => "image/jpeg",
