@@ -25,6 +25,8 @@ pub struct Config {
     pub admin_token_param: Option<String>,
     /// The admin token itself (local mode only; never set in the template).
     pub admin_token: Option<String>,
+    /// URL of the SQS queue of import messages (AWS; locally the queue is in SQLite).
+    pub import_queue_url: Option<String>,
 }
 
 /// Written by hand so that the admin token can never reach a log through `{:?}`.
@@ -36,6 +38,7 @@ impl std::fmt::Debug for Config {
             .field("cdn_url", &self.cdn_url)
             .field("admin_token_param", &self.admin_token_param)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("import_queue_url", &self.import_queue_url)
             .finish()
     }
 }
@@ -48,7 +51,7 @@ impl Config {
     /// Reads `IMGHOST_*` variables:
     /// `IMGHOST_STORAGE` (`local`, the default, or `aws`), `IMGHOST_DATA_DIR` (default `./data`),
     /// `IMGHOST_BUCKET`, `IMGHOST_TABLE`, `IMGHOST_PUBLIC_URL`, `IMGHOST_CDN_URL`,
-    /// `IMGHOST_ADMIN_TOKEN_PARAM`, `IMGHOST_ADMIN_TOKEN`.
+    /// `IMGHOST_ADMIN_TOKEN_PARAM`, `IMGHOST_ADMIN_TOKEN`, `IMGHOST_IMPORT_QUEUE_URL`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -73,6 +76,7 @@ impl Config {
             cdn_url: url("IMGHOST_CDN_URL"),
             admin_token_param: get("IMGHOST_ADMIN_TOKEN_PARAM"),
             admin_token: get("IMGHOST_ADMIN_TOKEN"),
+            import_queue_url: get("IMGHOST_IMPORT_QUEUE_URL"),
         })
     }
 }

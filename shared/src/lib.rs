@@ -6,8 +6,10 @@
 pub mod aws;
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod http;
 pub mod images;
+pub mod imports;
 pub mod links;
 pub mod media;
 pub mod secret;

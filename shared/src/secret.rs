@@ -55,6 +55,11 @@ pub fn is_image_id(s: &str) -> bool {
     s.len() == 8 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Whether a string could be an id from [`new_id128`], checked before touching storage.
+pub fn is_id128(s: &str) -> bool {
+    s.len() == 22 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,7 +70,7 @@ mod tests {
             let id = new_image_id();
             assert!(is_image_id(&id), "{id}");
             assert_eq!(new_token().len(), 43);
-            assert_eq!(new_id128().len(), 22);
+            assert!(is_id128(&new_id128()));
         }
         assert_ne!(new_token(), new_token());
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, Storage};
 use crate::secret;
-use crate::store::aws::{DynamoTable, S3Objects};
+use crate::store::aws::{DynamoTable, S3Objects, SqsQueue};
 use crate::store::fs::FsObjects;
 use crate::store::sqlite::{SqliteDb, SqliteQueue, SqliteTable};
 use crate::store::{Objects, Queue, StoreError, Table};
@@ -16,6 +16,8 @@ use crate::uploads::UploadTarget;
 pub const OBJECT_EVENTS_QUEUE: &str = "object-created";
 /// Prefixes whose new objects notify the workers (the bucket notification of the template).
 pub const NOTIFY_PREFIXES: [&str; 2] = ["originals/", "incoming/"];
+/// Name of the local queue that carries import messages, as SQS does in AWS.
+pub const IMPORTS_QUEUE: &str = "imports";
 /// Receives after which a local message is moved aside as dead, like an SQS redrive policy.
 pub const LOCAL_MAX_RECEIVES: u32 = 5;
 
@@ -37,6 +39,8 @@ pub struct AppInner {
     pub admin_digest: Option<[u8; 32]>,
     /// Where presigned upload forms post to.
     pub uploads: UploadTarget,
+    /// The queue of import messages (one per URL); `None` where imports are not wired.
+    pub imports: Option<Arc<dyn Queue>>,
 }
 
 /// Cheap to clone: routers and workers each hold one.
@@ -68,6 +72,7 @@ pub struct LocalStorage {
     pub table: Arc<SqliteTable>,
     pub objects: Arc<FsObjects>,
     pub object_events: Arc<SqliteQueue>,
+    pub imports: Arc<SqliteQueue>,
 }
 
 impl LocalStorage {
@@ -81,7 +86,8 @@ impl LocalStorage {
             FsObjects::new(data_dir.join("objects"))
                 .notify(NOTIFY_PREFIXES.iter().map(|p| p.to_string()).collect(), queue),
         );
-        Ok(LocalStorage { db, table, objects, object_events })
+        let imports = Arc::new(SqliteQueue::new(db.clone(), IMPORTS_QUEUE, LOCAL_MAX_RECEIVES));
+        Ok(LocalStorage { db, table, objects, object_events, imports })
     }
 }
 
@@ -98,12 +104,17 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 public_url: cfg.public_url.clone(),
                 admin_digest,
                 uploads: UploadTarget::Local,
+                imports: Some(local.imports),
             }))
         }
         Storage::Aws { bucket, table } => {
             let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
             let s3 = aws_sdk_s3::Client::new(&sdk);
             let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+            let imports = cfg
+                .import_queue_url
+                .as_ref()
+                .map(|url| Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url.clone())) as Arc<dyn Queue>);
             let admin_digest = match &cfg.admin_token_param {
                 Some(name) => Some(secret::digest(&crate::aws::read_secure_parameter(&sdk, name).await?)),
                 None => cfg.admin_token.as_deref().map(secret::digest),
@@ -124,6 +135,7 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 public_url: cfg.public_url.clone(),
                 admin_digest,
                 uploads,
+                imports,
             }))
         }
     }

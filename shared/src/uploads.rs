@@ -214,7 +214,7 @@ pub async fn create(app: &App, base: &str, link_id: Option<&str>) -> Result<Crea
 
 /// Whether a string could be an upload id, checked before touching storage.
 pub fn is_upload_id(s: &str) -> bool {
-    s.len() == 22 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    crate::secret::is_id128(s)
 }
 
 async fn get_record(app: &App, id: &str) -> Result<Item> {

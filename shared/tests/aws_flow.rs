@@ -2,15 +2,21 @@
 //! The same domain code that the local tests drive runs here over S3Objects and DynamoTable,
 //! including a browser-style form POST to the S3 endpoint with a signed policy.
 
+#[path = "support/origin.rs"]
+mod origin;
 mod support;
 
 use std::sync::Arc;
 
 use imghost::images::{self, VariantsStatus};
 use imghost::state::{App, AppInner, Delivery};
-use imghost::store::aws::{DynamoTable, S3Objects, provision};
+use imghost::store::aws::{DynamoTable, S3Objects, SqsQueue, provision};
 use imghost::uploads::UploadTarget;
 use imghost::{secret, workers};
+
+fn photos_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/photos")
+}
 
 fn photo(name: &str) -> Vec<u8> {
     std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/photos").join(name))
@@ -24,6 +30,7 @@ async fn aws_app() -> (App, String) {
     let dynamo = moto.dynamodb();
     provision::ensure_bucket(&s3, &bucket).await.unwrap();
     provision::ensure_table(&dynamo, &table).await.unwrap();
+    let imports = provision::ensure_queue(&moto.sqs(), &support::unique("imports")).await.unwrap();
     let app = App::new(AppInner {
         table: Arc::new(DynamoTable::new(dynamo, table)),
         objects: Arc::new(S3Objects::new(s3, bucket.clone())),
@@ -36,6 +43,7 @@ async fn aws_app() -> (App, String) {
             endpoint: Some(moto.endpoint()),
             credentials: moto.credentials_provider(),
         },
+        imports: Some(Arc::new(SqsQueue::new(moto.sqs(), imports))),
     });
     (app, bucket)
 }
@@ -142,6 +150,7 @@ fn embedded_app() -> (App, tempfile::TempDir) {
         public_url: None,
         admin_digest: None,
         uploads: UploadTarget::Local,
+        imports: None,
     });
     (app, dir)
 }
@@ -225,6 +234,7 @@ async fn an_upload_whose_original_cannot_be_stored_counts_nowhere_on_both_famili
         public_url: None,
         admin_digest: None,
         uploads: aws.uploads.clone(),
+        imports: None,
     });
     let (embedded, dir) = embedded_app();
     let blocker = dir.path().join("objects/originals");
@@ -246,4 +256,74 @@ async fn an_upload_whose_original_cannot_be_stored_counts_nowhere_on_both_famili
         let t = &after_success.totals;
         assert_eq!((t.images, t.uploads, t.duplicates, after_success.cameras_unknown), (1, 1, 0, 1), "{family}");
     }
+}
+
+/// An SQS event as Lambda delivers it, for these received messages.
+fn sqs_event(deliveries: &[imghost::store::Delivery]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<serde_json::Value> = deliveries
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "messageId": d.message_id,
+                "receiptHandle": d.receipt,
+                "body": d.body,
+                "attributes": {"ApproximateReceiveCount": d.receive_count.to_string()},
+                "eventSource": "aws:sqs",
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_worker_reports_partial_batches_and_imports_a_redelivered_message_once() {
+    // Given an import job on SQS of a good URL and one whose server answers 503,
+    let origin = origin::Origin::start(photos_dir()).await;
+    let fetcher = imghost::fetch::Fetcher::allowing(vec![origin.addr]);
+    let (app, _) = aws_app().await;
+    let urls = vec![origin.url("/photos/no-exif.jpg"), origin.url("/status/503")];
+    let created = imghost::imports::create(&app, &urls).await.unwrap();
+    let queue = app.imports.clone().unwrap();
+    let mut received = vec![];
+    while received.len() < 2 {
+        received.extend(queue.receive(10, std::time::Duration::from_secs(1)).await.unwrap());
+    }
+    received.sort_by_key(|d| d.body.contains("\"item\":1"));
+    let (good, flaky) = (received[0].clone(), received[1].clone());
+
+    // when the worker's SQS handler gets both in one batch,
+    let response = workers::import::handle_sqs_event(&app, &fetcher, &sqs_event(&received)).await;
+
+    // then only the 503 is reported as failed, to be tried again,
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, [flaky.message_id.as_str()]);
+    let job = imghost::imports::view(&app, &created.job_id, "https://img.example").await.unwrap();
+    assert_eq!(
+        (job["items"][0]["status"].as_str(), job["items"][1]["status"].as_str()),
+        (Some("done"), Some("queued"))
+    );
+    assert_eq!(job["items"][1]["error"]["code"], "http_error");
+    // and the retry waits for the back-off (10 s), not the one-second visibility it was received
+    // with: once Lambda deletes the good message, nothing is visible after that second.
+    queue.ack(&good.receipt).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(queue.receive(10, std::time::Duration::from_secs(30)).await.unwrap().is_empty());
+
+    // When the good message is delivered again (SQS is at-least-once),
+    let again = workers::import::handle_sqs_event(&app, &fetcher, &sqs_event(std::slice::from_ref(&good))).await;
+
+    // then it succeeds without importing twice: one image, one upload, counted once.
+    assert!(again.batch_item_failures.is_empty());
+    let id = job["items"][0]["image"]["id"].as_str().unwrap();
+    assert_eq!(images::get_active(&app, id).await.unwrap().refs, 1);
+    let stats = imghost::stats::read(&*app.table, time::OffsetDateTime::now_utc().date()).await.unwrap();
+    assert_eq!((stats.totals.images, stats.totals.uploads), (1, 1));
+
+    // When the 503 is delivered for the fourth time, it fails for good instead of being retried.
+    let last = imghost::store::Delivery { receive_count: imghost::imports::MAX_ATTEMPTS, ..flaky };
+    let response = workers::import::handle_sqs_event(&app, &fetcher, &sqs_event(&[last])).await;
+    assert!(response.batch_item_failures.is_empty());
+    let job = imghost::imports::view(&app, &created.job_id, "https://img.example").await.unwrap();
+    assert_eq!((job["status"].as_str(), job["items"][1]["status"].as_str()), (Some("partial"), Some("failed")));
+    assert!(job["finished_at"].is_string());
 }

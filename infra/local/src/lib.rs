@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::s3::S3Event;
+use imghost::fetch::Fetcher;
+use imghost::imports::Disposition;
 use imghost::state::{AppInner, Delivery, LocalStorage};
-use imghost::store::Queue;
+use imghost::store::{Delivery as QueueDelivery, Queue};
 use imghost::{App, secret};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -27,6 +29,9 @@ pub struct Options {
     /// The admin token; when `None`, one is generated on first start and only its digest kept.
     pub admin_token: Option<String>,
     pub public_url: Option<String>,
+    /// Fetches URLs for imports. Always [`Fetcher::public`] outside tests: only code can relax
+    /// the public-address rule, so there is deliberately no flag or variable for it.
+    pub fetcher: Fetcher,
 }
 
 /// A running local instance: its state, its router and the handle of its worker.
@@ -70,43 +75,28 @@ impl Local {
             public_url: opts.public_url.clone(),
             admin_digest: Some(admin_digest),
             uploads: imghost::uploads::UploadTarget::Local,
+            imports: Some(storage.imports.clone()),
         });
         Ok(Local { app, storage, generated_admin_token })
     }
 
     /// Every route of every function, from the same routers the Lambdas run.
     pub fn router(&self) -> axum::Router {
-        use imghost::http::{finish, images, links, stats, upload};
+        use imghost::http::{finish, images, imports, links, stats, upload};
         let app = &self.app;
         finish(
             upload::routes(app.clone())
                 .merge(images::routes(app.clone()))
+                .merge(imports::routes(app.clone()))
                 .merge(links::routes(app.clone()))
                 .merge(stats::routes(app.clone())),
         )
     }
 
-    /// Runs the object-event worker until `stop` turns true.
-    pub async fn run_worker(app: App, queue: Arc<dyn Queue>, mut stop: watch::Receiver<bool>) {
-        let idle = Duration::from_millis(100);
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let batch = match queue.receive(10, WORKER_VISIBILITY).await {
-                Ok(b) => b,
-                Err(e) => {
-                    warn!(error = %e, "queue receive failed");
-                    Vec::new()
-                }
-            };
-            if batch.is_empty() {
-                tokio::select! {
-                    _ = tokio::time::sleep(idle) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
+    /// Runs the object-event worker until `stop` turns true, one message at a time (each may
+    /// decode a large image).
+    pub async fn run_worker(app: App, queue: Arc<dyn Queue>, stop: watch::Receiver<bool>) {
+        consume(&*queue, WORKER_VISIBILITY, stop, |batch| async {
             for delivery in batch {
                 let outcome = match serde_json::from_str::<S3Event>(&delivery.body) {
                     Ok(event) => imghost::workers::resize::handle_s3_event(&app, &event).await,
@@ -128,9 +118,71 @@ impl Local {
                     warn!(error = %e, "queue bookkeeping failed; the message will be redelivered");
                 }
             }
-        }
+        })
+        .await
+    }
+
+    /// Runs the import worker until `stop` turns true: up to ten URLs at a time, which is also
+    /// the cap on concurrent fetches from this machine.
+    pub async fn run_import_worker(app: App, fetcher: Fetcher, queue: Arc<dyn Queue>, stop: watch::Receiver<bool>) {
+        consume(&*queue, IMPORT_VISIBILITY, stop, |batch| {
+            futures::future::join_all(batch.into_iter().map(|delivery| {
+                let (app, fetcher, queue) = (&app, &fetcher, &queue);
+                async move {
+                    let outcome = imghost::imports::handle(app, fetcher, &delivery.body, delivery.receive_count).await;
+                    let result = match outcome {
+                        Ok(Disposition::Finished) => queue.ack(&delivery.receipt).await,
+                        Ok(Disposition::RetryAfter(delay)) => queue.retry_after(&delivery.receipt, delay).await,
+                        Err(e) => {
+                            let delay = imghost::imports::backoff(delivery.receive_count);
+                            warn!(error = %e, ?delay, "import message will be retried");
+                            queue.retry_after(&delivery.receipt, delay).await
+                        }
+                    };
+                    if let Err(e) = result {
+                        warn!(error = %e, "queue bookkeeping failed; the message will be redelivered");
+                    }
+                }
+            }))
+        })
+        .await
     }
 }
+
+/// Receives batches of up to ten messages from `queue` and hands each to `handle`, until `stop`
+/// turns true. An empty queue is polled every 100 ms; a stop request ends the wait at once, but
+/// never a batch in progress.
+async fn consume<F, Fut>(queue: &dyn Queue, visibility: Duration, mut stop: watch::Receiver<bool>, mut handle: F)
+where
+    F: FnMut(Vec<QueueDelivery>) -> Fut,
+    Fut: std::future::Future,
+{
+    let idle = Duration::from_millis(100);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let batch = match queue.receive(10, visibility).await {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "queue receive failed");
+                Vec::new()
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        handle(batch).await;
+    }
+}
+
+/// How long a received import message stays hidden: longer than a fetch may take (10 s to
+/// respond, 60 s for the body) plus ingest.
+pub const IMPORT_VISIBILITY: Duration = Duration::from_secs(300);
 
 /// How long a received message stays hidden while the worker processes it.
 pub const WORKER_VISIBILITY: Duration = Duration::from_secs(30);
@@ -183,7 +235,7 @@ pub async fn serve(opts: Options) -> Result<(), BoxError> {
     let _lock = DataDirLock::acquire(&opts.data_dir)?;
     let local = Local::open(&opts)?;
     // Messages the previous process had received but not finished are this process's now.
-    let released = local.storage.object_events.release_in_flight()?;
+    let released = local.storage.object_events.release_in_flight()? + local.storage.imports.release_in_flight()?;
     if released > 0 {
         info!(released, "resuming work left in flight by the previous run");
     }
@@ -196,10 +248,18 @@ pub async fn serve(opts: Options) -> Result<(), BoxError> {
     info!(%addr, data = %opts.data_dir.display(), "imghost serving");
     println!("imghost listening on http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(Local::run_worker(local.app.clone(), local.storage.object_events.clone(), stop_rx));
+    let worker =
+        tokio::spawn(Local::run_worker(local.app.clone(), local.storage.object_events.clone(), stop_rx.clone()));
+    let importer = tokio::spawn(Local::run_import_worker(
+        local.app.clone(),
+        opts.fetcher.clone(),
+        local.storage.imports.clone(),
+        stop_rx,
+    ));
     axum::serve(listener, local.router()).with_graceful_shutdown(shutdown_signal()).await?;
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    let _ = importer.await;
     Ok(())
 }
 

@@ -49,7 +49,8 @@ async fn main() -> Result<(), BoxError> {
             // The admin token is read here, once; it is never passed on the command line,
             // where other users of the machine could read it.
             let admin_token = std::env::var("IMGHOST_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
-            imghost_local::serve(Options { addr, data_dir: data, admin_token, public_url }).await
+            let fetcher = imghost::fetch::Fetcher::public();
+            imghost_local::serve(Options { addr, data_dir: data, admin_token, public_url, fetcher }).await
         }
         Command::Resize { files, out } => imghost_local::resize_files(&files, &out),
     }

@@ -3,6 +3,9 @@
 //! runtime does), S3 events through the worker. `sam local invoke` needs Docker, which this
 //! project does not assume; this test is its stand-in.
 
+#[path = "../../../shared/tests/support/origin.rs"]
+mod origin;
+
 use std::path::{Path, PathBuf};
 
 use http_body_util::BodyExt;
@@ -42,6 +45,7 @@ async fn every_sample_event_runs_through_its_real_handler() {
         data_dir: data.path().to_path_buf(),
         admin_token: Some("admin".into()),
         public_url: None,
+        fetcher: imghost::fetch::Fetcher::public(),
     };
     let local = Local::open(&opts).unwrap();
     let upload = imghost::http::upload::router(local.app.clone());
@@ -126,6 +130,30 @@ async fn every_sample_event_runs_through_its_real_handler() {
     let formats: Vec<&str> =
         stats["formats"].as_array().unwrap().iter().map(|f| f["format"].as_str().unwrap()).collect();
     assert_eq!(formats, ["jpeg", "png"]);
+
+    // imports-post.json: a job of two URLs; the event's host is replaced by a loopback origin
+    // that has the first file and answers 404 for the second.
+    let origin =
+        origin::Origin::start(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/photos")).await;
+    let imports = imghost::http::imports::router(local.app.clone());
+    let (status, _, body) =
+        invoke(&imports, &event("imports-post.json", &[("https://images.example.net", &origin.url(""))])).await;
+    seen.push("imports-post.json");
+    let job: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 202, "{job}");
+    let job_id = job["job_id"].as_str().unwrap().to_owned();
+
+    // import-worker-sqs.json: both messages of that job in one batch, through the real SQS
+    // handler. The 404 is final, so nothing is left to retry and the batch has no failures.
+    let sqs = event("import-worker-sqs.json", &[("JOB-ID-PLACEHOLDER-22c", &job_id)]);
+    let sqs: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&sqs).unwrap();
+    let fetcher = imghost::fetch::Fetcher::allowing(vec![origin.addr]);
+    let response = imghost::workers::import::handle_sqs_event(&local.app, &fetcher, &sqs).await;
+    seen.push("import-worker-sqs.json");
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let view = imghost::imports::view(&local.app, &job_id, "http://x").await.unwrap();
+    assert_eq!(view["status"], "partial", "{view}");
+    assert_eq!(view["items"][1]["error"]["code"], "http_error");
 
     // Every event in the directory was exercised.
     let mut all: Vec<_> = std::fs::read_dir(events_dir())

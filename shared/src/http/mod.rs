@@ -3,6 +3,7 @@
 //! `{"error": {"code", "message"}}`.
 
 pub mod images;
+pub mod imports;
 pub mod links;
 pub mod stats;
 pub mod upload;

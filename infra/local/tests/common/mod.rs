@@ -9,6 +9,9 @@ use imghost_local::{Local, Options};
 use serde_json::Value;
 use tokio::sync::watch;
 
+#[path = "../../../../shared/tests/support/origin.rs"]
+pub mod origin;
+
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789abcdef";
 
 /// Where the shared test photos live, relative to this crate.
@@ -27,18 +30,25 @@ pub struct Server {
 impl Server {
     /// Starts the same server `imghost serve` runs, in-process, on a free loopback port.
     pub async fn start() -> Server {
+        Self::start_with(imghost::fetch::Fetcher::public()).await
+    }
+
+    /// The same, importing with `fetcher` (tests allow it their own loopback origin).
+    pub async fn start_with(fetcher: imghost::fetch::Fetcher) -> Server {
         let data = tempfile::tempdir().unwrap();
         let opts = Options {
             addr: "127.0.0.1:0".parse().unwrap(),
             data_dir: data.path().to_path_buf(),
             admin_token: Some(ADMIN_TOKEN.into()),
             public_url: None,
+            fetcher: fetcher.clone(),
         };
         let local = Local::open(&opts).unwrap();
         let listener = tokio::net::TcpListener::bind(opts.addr).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(Local::run_worker(local.app.clone(), local.storage.object_events.clone(), stop_rx));
+        tokio::spawn(Local::run_worker(local.app.clone(), local.storage.object_events.clone(), stop_rx.clone()));
+        tokio::spawn(Local::run_import_worker(local.app.clone(), fetcher, local.storage.imports.clone(), stop_rx));
         let router = local.router();
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
@@ -62,6 +72,13 @@ impl Server {
             .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap())
+    }
+
+    /// GET with the admin token; returns status and JSON body.
+    pub async fn admin_get_json(&self, path: &str) -> (u16, Value) {
+        let resp = self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {

@@ -1,0 +1,11 @@
+//! Lambda for import jobs: `POST /v1/imports` and `GET /v1/imports/{job_id}`. All logic is in
+//! `imghost::http::imports`; the URLs are fetched by the `import-worker`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    // JSON logs when the function's log format is JSON (set in template.yaml).
+    lambda_http::tracing::init_default_subscriber();
+    let config = imghost::Config::from_env()?;
+    let app = imghost::state::from_config(&config).await?;
+    lambda_http::run(imghost::http::imports::router(app)).await
+}
