@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod http;
 pub mod images;
 pub mod imports;
+pub mod keepalive;
 pub mod links;
 pub mod media;
 pub mod secret;
