@@ -27,6 +27,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// URL of the SQS queue of import messages (AWS; locally the queue is in SQLite).
     pub import_queue_url: Option<String>,
+    /// URL of the SQS queue of keep-alive loads (AWS).
+    pub keepalive_queue_url: Option<String>,
 }
 
 /// Written by hand so that the admin token can never reach a log through `{:?}`.
@@ -39,6 +41,7 @@ impl std::fmt::Debug for Config {
             .field("admin_token_param", &self.admin_token_param)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("import_queue_url", &self.import_queue_url)
+            .field("keepalive_queue_url", &self.keepalive_queue_url)
             .finish()
     }
 }
@@ -51,7 +54,8 @@ impl Config {
     /// Reads `IMGHOST_*` variables:
     /// `IMGHOST_STORAGE` (`local`, the default, or `aws`), `IMGHOST_DATA_DIR` (default `./data`),
     /// `IMGHOST_BUCKET`, `IMGHOST_TABLE`, `IMGHOST_PUBLIC_URL`, `IMGHOST_CDN_URL`,
-    /// `IMGHOST_ADMIN_TOKEN_PARAM`, `IMGHOST_ADMIN_TOKEN`, `IMGHOST_IMPORT_QUEUE_URL`.
+    /// `IMGHOST_ADMIN_TOKEN_PARAM`, `IMGHOST_ADMIN_TOKEN`, `IMGHOST_IMPORT_QUEUE_URL`,
+    /// `IMGHOST_KEEPALIVE_QUEUE_URL`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -77,6 +81,7 @@ impl Config {
             admin_token_param: get("IMGHOST_ADMIN_TOKEN_PARAM"),
             admin_token: get("IMGHOST_ADMIN_TOKEN"),
             import_queue_url: get("IMGHOST_IMPORT_QUEUE_URL"),
+            keepalive_queue_url: get("IMGHOST_KEEPALIVE_QUEUE_URL"),
         })
     }
 }

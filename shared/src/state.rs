@@ -18,6 +18,8 @@ pub const OBJECT_EVENTS_QUEUE: &str = "object-created";
 pub const NOTIFY_PREFIXES: [&str; 2] = ["originals/", "incoming/"];
 /// Name of the local queue that carries import messages, as SQS does in AWS.
 pub const IMPORTS_QUEUE: &str = "imports";
+/// Name of the local queue that carries keep-alive loads.
+pub const KEEPALIVE_QUEUE: &str = "keepalive";
 /// Receives after which a local message is moved aside as dead, like an SQS redrive policy.
 pub const LOCAL_MAX_RECEIVES: u32 = 5;
 
@@ -41,6 +43,8 @@ pub struct AppInner {
     pub uploads: UploadTarget,
     /// The queue of import messages (one per URL); `None` where imports are not wired.
     pub imports: Option<Arc<dyn Queue>>,
+    /// The queue of keep-alive load messages; `None` where keep-alive is not wired.
+    pub keepalive: Option<Arc<dyn Queue>>,
 }
 
 /// Cheap to clone: routers and workers each hold one.
@@ -73,6 +77,7 @@ pub struct LocalStorage {
     pub objects: Arc<FsObjects>,
     pub object_events: Arc<SqliteQueue>,
     pub imports: Arc<SqliteQueue>,
+    pub keepalive: Arc<SqliteQueue>,
 }
 
 impl LocalStorage {
@@ -87,7 +92,8 @@ impl LocalStorage {
                 .notify(NOTIFY_PREFIXES.iter().map(|p| p.to_string()).collect(), queue),
         );
         let imports = Arc::new(SqliteQueue::new(db.clone(), IMPORTS_QUEUE, LOCAL_MAX_RECEIVES));
-        Ok(LocalStorage { db, table, objects, object_events, imports })
+        let keepalive = Arc::new(SqliteQueue::new(db.clone(), KEEPALIVE_QUEUE, LOCAL_MAX_RECEIVES));
+        Ok(LocalStorage { db, table, objects, object_events, imports, keepalive })
     }
 }
 
@@ -105,16 +111,18 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 admin_digest,
                 uploads: UploadTarget::Local,
                 imports: Some(local.imports),
+                keepalive: Some(local.keepalive),
             }))
         }
         Storage::Aws { bucket, table } => {
             let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
             let s3 = aws_sdk_s3::Client::new(&sdk);
             let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-            let imports = cfg
-                .import_queue_url
-                .as_ref()
-                .map(|url| Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url.clone())) as Arc<dyn Queue>);
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            let queue = |url: &Option<String>| {
+                url.as_ref().map(|u| Arc::new(SqsQueue::new(sqs.clone(), u.clone())) as Arc<dyn Queue>)
+            };
+            let (imports, keepalive) = (queue(&cfg.import_queue_url), queue(&cfg.keepalive_queue_url));
             let admin_digest = match &cfg.admin_token_param {
                 Some(name) => Some(secret::digest(&crate::aws::read_secure_parameter(&sdk, name).await?)),
                 None => cfg.admin_token.as_deref().map(secret::digest),
@@ -136,6 +144,7 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 admin_digest,
                 uploads,
                 imports,
+                keepalive,
             }))
         }
     }

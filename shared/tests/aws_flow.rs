@@ -44,6 +44,7 @@ async fn aws_app() -> (App, String) {
             credentials: moto.credentials_provider(),
         },
         imports: Some(Arc::new(SqsQueue::new(moto.sqs(), imports))),
+        keepalive: None,
     });
     (app, bucket)
 }
@@ -151,6 +152,7 @@ fn embedded_app() -> (App, tempfile::TempDir) {
         admin_digest: None,
         uploads: UploadTarget::Local,
         imports: None,
+        keepalive: None,
     });
     (app, dir)
 }
@@ -235,6 +237,7 @@ async fn an_upload_whose_original_cannot_be_stored_counts_nowhere_on_both_famili
         admin_digest: None,
         uploads: aws.uploads.clone(),
         imports: None,
+        keepalive: None,
     });
     let (embedded, dir) = embedded_app();
     let blocker = dir.path().join("objects/originals");

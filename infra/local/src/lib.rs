@@ -76,6 +76,7 @@ impl Local {
             admin_digest: Some(admin_digest),
             uploads: imghost::uploads::UploadTarget::Local,
             imports: Some(storage.imports.clone()),
+            keepalive: Some(storage.keepalive.clone()),
         });
         Ok(Local { app, storage, generated_admin_token })
     }

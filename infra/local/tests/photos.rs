@@ -83,6 +83,7 @@ async fn every_photo_uploads_with_metadata_matching_exiftool() {
         admin_digest: None,
         uploads: imghost::uploads::UploadTarget::Local,
         imports: None,
+        keepalive: None,
     });
     for (file, (id, e)) in &ids {
         let record = imghost::images::get_active(&app, id).await.unwrap();
