@@ -12,6 +12,8 @@ use std::time::Duration;
 use aws_lambda_events::event::s3::S3Event;
 use imghost::fetch::Fetcher;
 use imghost::imports::Disposition;
+use imghost::keepalive;
+use imghost::keepalive::loader::{DryRun, HttpsTransport, Transport};
 use imghost::state::{AppInner, Delivery, LocalStorage};
 use imghost::store::{Delivery as QueueDelivery, Queue};
 use imghost::{App, secret};
@@ -32,6 +34,9 @@ pub struct Options {
     /// Fetches URLs for imports. Always [`Fetcher::public`] outside tests: only code can relax
     /// the public-address rule, so there is deliberately no flag or variable for it.
     pub fetcher: Fetcher,
+    /// Keep-alive loads do everything but send the request, and record `dry_run`
+    /// (`IMGHOST_KEEPALIVE_DRY_RUN=1`, for demos and tests).
+    pub keepalive_dry_run: bool,
 }
 
 /// A running local instance: its state, its router and the handle of its worker.
@@ -83,12 +88,13 @@ impl Local {
 
     /// Every route of every function, from the same routers the Lambdas run.
     pub fn router(&self) -> axum::Router {
-        use imghost::http::{finish, images, imports, links, stats, upload};
+        use imghost::http::{finish, images, imports, keepalive, links, stats, upload};
         let app = &self.app;
         finish(
             upload::routes(app.clone())
                 .merge(images::routes(app.clone()))
                 .merge(imports::routes(app.clone()))
+                .merge(keepalive::routes(app.clone()))
                 .merge(links::routes(app.clone()))
                 .merge(stats::routes(app.clone())),
         )
@@ -97,7 +103,7 @@ impl Local {
     /// Runs the object-event worker until `stop` turns true, one message at a time (each may
     /// decode a large image).
     pub async fn run_worker(app: App, queue: Arc<dyn Queue>, stop: watch::Receiver<bool>) {
-        consume(&*queue, WORKER_VISIBILITY, stop, |batch| async {
+        consume(&*queue, 10, WORKER_VISIBILITY, stop, |batch| async {
             for delivery in batch {
                 let outcome = match serde_json::from_str::<S3Event>(&delivery.body) {
                     Ok(event) => imghost::workers::resize::handle_s3_event(&app, &event).await,
@@ -126,7 +132,7 @@ impl Local {
     /// Runs the import worker until `stop` turns true: up to ten URLs at a time, which is also
     /// the cap on concurrent fetches from this machine.
     pub async fn run_import_worker(app: App, fetcher: Fetcher, queue: Arc<dyn Queue>, stop: watch::Receiver<bool>) {
-        consume(&*queue, IMPORT_VISIBILITY, stop, |batch| {
+        consume(&*queue, 10, IMPORT_VISIBILITY, stop, |batch| {
             futures::future::join_all(batch.into_iter().map(|delivery| {
                 let (app, fetcher, queue) = (&app, &fetcher, &queue);
                 async move {
@@ -150,11 +156,76 @@ impl Local {
     }
 }
 
-/// Receives batches of up to ten messages from `queue` and hands each to `handle`, until `stop`
+impl Local {
+    /// Runs the keep-alive loader until `stop` turns true, at most [`KEEPALIVE_CONCURRENCY`]
+    /// loads at a time: the local counterpart of the loader's reserved concurrency in AWS.
+    pub async fn run_keepalive_loader(
+        app: App,
+        transport: Arc<dyn Transport>,
+        queue: Arc<dyn Queue>,
+        stop: watch::Receiver<bool>,
+    ) {
+        consume(&*queue, KEEPALIVE_CONCURRENCY, KEEPALIVE_VISIBILITY, stop, |batch| {
+            futures::future::join_all(batch.into_iter().map(|delivery| {
+                let (app, transport, queue) = (&app, &transport, &queue);
+                async move {
+                    let now = time::OffsetDateTime::now_utc();
+                    let result = match keepalive::loader::handle(app, &**transport, &delivery.body, now).await {
+                        Ok(()) => queue.ack(&delivery.receipt).await,
+                        Err(e) => {
+                            let delay = backoff(delivery.receive_count);
+                            warn!(error = %e, ?delay, "keep-alive load will be retried");
+                            queue.retry_after(&delivery.receipt, delay).await
+                        }
+                    };
+                    if let Err(e) = result {
+                        warn!(error = %e, "queue bookkeeping failed; the message will be redelivered");
+                    }
+                }
+            }))
+        })
+        .await
+    }
+
+    /// Runs the keep-alive sweep at start and then every [`SWEEP_EVERY`] until `stop` turns true.
+    pub async fn run_keepalive_sweep(app: App, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Err(e) = keepalive::sweep::sweep(&app, time::OffsetDateTime::now_utc()).await {
+                warn!(error = %e, "keep-alive sweep failed; the next one picks up its work");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+/// Concurrent keep-alive loads in local mode.
+pub const KEEPALIVE_CONCURRENCY: usize = 4;
+/// How long a received keep-alive message stays hidden (a load takes at most 10 s per hop).
+pub const KEEPALIVE_VISIBILITY: Duration = Duration::from_secs(120);
+/// How often the local sweep runs, as the hourly schedule does in AWS.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// The keep-alive transport for these options: the real one, or a dry run that sends nothing.
+pub fn keepalive_transport(opts: &Options) -> Arc<dyn Transport> {
+    if opts.keepalive_dry_run { Arc::new(DryRun) } else { Arc::new(HttpsTransport::new()) }
+}
+
+/// Receives batches of up to `max` messages from `queue` and hands each to `handle`, until `stop`
 /// turns true. An empty queue is polled every 100 ms; a stop request ends the wait at once, but
 /// never a batch in progress.
-async fn consume<F, Fut>(queue: &dyn Queue, visibility: Duration, mut stop: watch::Receiver<bool>, mut handle: F)
-where
+async fn consume<F, Fut>(
+    queue: &dyn Queue,
+    max: usize,
+    visibility: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut handle: F,
+) where
     F: FnMut(Vec<QueueDelivery>) -> Fut,
     Fut: std::future::Future,
 {
@@ -163,7 +234,7 @@ where
         if *stop.borrow() {
             return;
         }
-        let batch = match queue.receive(10, visibility).await {
+        let batch = match queue.receive(max, visibility).await {
             Ok(b) => b,
             Err(e) => {
                 warn!(error = %e, "queue receive failed");
@@ -236,7 +307,9 @@ pub async fn serve(opts: Options) -> Result<(), BoxError> {
     let _lock = DataDirLock::acquire(&opts.data_dir)?;
     let local = Local::open(&opts)?;
     // Messages the previous process had received but not finished are this process's now.
-    let released = local.storage.object_events.release_in_flight()? + local.storage.imports.release_in_flight()?;
+    let released = local.storage.object_events.release_in_flight()?
+        + local.storage.imports.release_in_flight()?
+        + local.storage.keepalive.release_in_flight()?;
     if released > 0 {
         info!(released, "resuming work left in flight by the previous run");
     }
@@ -255,12 +328,21 @@ pub async fn serve(opts: Options) -> Result<(), BoxError> {
         local.app.clone(),
         opts.fetcher.clone(),
         local.storage.imports.clone(),
-        stop_rx,
+        stop_rx.clone(),
     ));
+    let loader = tokio::spawn(Local::run_keepalive_loader(
+        local.app.clone(),
+        keepalive_transport(&opts),
+        local.storage.keepalive.clone(),
+        stop_rx.clone(),
+    ));
+    let sweeper = tokio::spawn(Local::run_keepalive_sweep(local.app.clone(), stop_rx));
     axum::serve(listener, local.router()).with_graceful_shutdown(shutdown_signal()).await?;
     let _ = stop_tx.send(true);
     let _ = worker.await;
     let _ = importer.await;
+    let _ = loader.await;
+    let _ = sweeper.await;
     Ok(())
 }
 

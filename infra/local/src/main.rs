@@ -50,7 +50,9 @@ async fn main() -> Result<(), BoxError> {
             // where other users of the machine could read it.
             let admin_token = std::env::var("IMGHOST_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
             let fetcher = imghost::fetch::Fetcher::public();
-            imghost_local::serve(Options { addr, data_dir: data, admin_token, public_url, fetcher }).await
+            let keepalive_dry_run = std::env::var("IMGHOST_KEEPALIVE_DRY_RUN").is_ok_and(|v| v == "1");
+            let opts = Options { addr, data_dir: data, admin_token, public_url, fetcher, keepalive_dry_run };
+            imghost_local::serve(opts).await
         }
         Command::Resize { files, out } => imghost_local::resize_files(&files, &out),
     }

@@ -9,6 +9,7 @@ mod origin;
 use std::path::{Path, PathBuf};
 
 use http_body_util::BodyExt;
+use imghost::store::Queue;
 use imghost_local::{Local, Options};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -46,6 +47,7 @@ async fn every_sample_event_runs_through_its_real_handler() {
         admin_token: Some("admin".into()),
         public_url: None,
         fetcher: imghost::fetch::Fetcher::public(),
+        keepalive_dry_run: true,
     };
     let local = Local::open(&opts).unwrap();
     let upload = imghost::http::upload::router(local.app.clone());
@@ -154,6 +156,33 @@ async fn every_sample_event_runs_through_its_real_handler() {
     let view = imghost::imports::view(&local.app, &job_id, "http://x").await.unwrap();
     assert_eq!(view["status"], "partial", "{view}");
     assert_eq!(view["items"][1]["error"]["code"], "http_error");
+
+    // keepalive-sweep-schedule.json: the hourly schedule's event runs the sweep, which claims
+    // the one due entry and queues its load.
+    let created = imghost::keepalive::create(&local.app, "https://imgur.com/AbC12xY").await.unwrap();
+    let entry_id = created.entry["id"].as_str().unwrap().to_owned();
+    let schedule: aws_lambda_events::event::eventbridge::EventBridgeEvent<Value> =
+        serde_json::from_str(&event("keepalive-sweep-schedule.json", &[])).unwrap();
+    assert_eq!(schedule.detail_type, "Scheduled Event");
+    let report = imghost::workers::keepalive::run_sweep(&local.app).await.unwrap();
+    seen.push("keepalive-sweep-schedule.json");
+    assert_eq!(report.queued, 1);
+    let queued = local.storage.keepalive.receive(10, std::time::Duration::from_secs(60)).await.unwrap();
+    let message: imghost::keepalive::sweep::LoadMessage = serde_json::from_str(&queued[0].body).unwrap();
+
+    // keepalive-loader-sqs.json: that load through the real SQS handler, with the dry-run
+    // transport (nothing leaves the machine).
+    let sqs = event(
+        "keepalive-loader-sqs.json",
+        &[("ENTRY-ID-PLACEHOLDER-2", &message.id), ("CLAIM-PLACEHOLDER-22chr", &message.claim)],
+    );
+    let sqs: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&sqs).unwrap();
+    let transport = imghost::keepalive::loader::DryRun;
+    let response = imghost::workers::keepalive::handle_sqs_event(&local.app, &transport, &sqs).await;
+    seen.push("keepalive-loader-sqs.json");
+    assert!(response.batch_item_failures.is_empty());
+    let entry = imghost::keepalive::view(&local.app, &entry_id).await.unwrap();
+    assert_eq!((entry["loads"].as_i64(), entry["history"][0]["outcome"].as_str()), (Some(1), Some("dry_run")));
 
     // Every event in the directory was exercised.
     let mut all: Vec<_> = std::fs::read_dir(events_dir())

@@ -4,6 +4,7 @@
 
 pub mod images;
 pub mod imports;
+pub mod keepalive;
 pub mod links;
 pub mod stats;
 pub mod upload;

@@ -249,3 +249,47 @@ pub async fn delete(app: &App, id: &str, token: Option<&str>) -> Result<()> {
     info!(entry_id = %id, "keep-alive entry deleted");
     Ok(())
 }
+
+/// What `POST /v1/keepalive/{id}/load` did.
+#[derive(Debug)]
+pub enum LoadNow {
+    /// Claimed and queued for the loader.
+    Queued(Value),
+    /// Not due: try again after this many seconds.
+    NotDue(u64),
+}
+
+/// Queues a load at once, but only when the entry was never loaded or is due: asking early is
+/// refused with the time left, so the endpoint cannot make loads more frequent than the
+/// schedule. Finished entries (gone, stopped, error) are never loaded again.
+#[instrument(skip(app))]
+pub async fn load_now(app: &App, id: &str) -> Result<LoadNow> {
+    let item = get_entry(app, id).await?;
+    let now = OffsetDateTime::now_utc();
+    let status = item.str("status").and_then(Status::parse);
+    if matches!(status, Some(Status::Gone | Status::Stopped | Status::Error)) {
+        return Err(Error::client(
+            http::StatusCode::CONFLICT,
+            "finished",
+            format!("the entry is {}; it is never loaded again", status.map_or("finished", Status::as_str)),
+        ));
+    }
+    let queue = app.keepalive.as_ref().ok_or_else(|| Error::internal("the keep-alive queue is not configured"))?;
+    match sweep::claim(app, id, now).await? {
+        Some(claim) => {
+            let body = serde_json::to_string(&sweep::LoadMessage { id: id.to_owned(), claim }).unwrap_or_default();
+            // If this send fails the claim lapses and the next sweep queues the entry instead.
+            queue.send(body).await?;
+            Ok(LoadNow::Queued(view(app, id).await?))
+        }
+        None => {
+            // Not due, or already queued: wait for the due time or the claim's lease.
+            let item = get_entry(app, id).await?;
+            let until = match item.str("status").and_then(Status::parse) {
+                Some(Status::Queued) => item.num("lease_until"),
+                _ => item.num("next_epoch"),
+            };
+            Ok(LoadNow::NotDue(until.map_or(60, |u| (u - now.unix_timestamp()).max(1) as u64)))
+        }
+    }
+}

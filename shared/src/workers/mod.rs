@@ -2,4 +2,5 @@
 //! Lambda crates and the local runner only deliver events to them.
 
 pub mod import;
+pub mod keepalive;
 pub mod resize;

@@ -42,13 +42,26 @@ impl Server {
             admin_token: Some(ADMIN_TOKEN.into()),
             public_url: None,
             fetcher: fetcher.clone(),
+            keepalive_dry_run: true,
         };
         let local = Local::open(&opts).unwrap();
         let listener = tokio::net::TcpListener::bind(opts.addr).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(Local::run_worker(local.app.clone(), local.storage.object_events.clone(), stop_rx.clone()));
-        tokio::spawn(Local::run_import_worker(local.app.clone(), fetcher, local.storage.imports.clone(), stop_rx));
+        tokio::spawn(Local::run_import_worker(
+            local.app.clone(),
+            fetcher,
+            local.storage.imports.clone(),
+            stop_rx.clone(),
+        ));
+        let transport = imghost_local::keepalive_transport(&opts);
+        tokio::spawn(Local::run_keepalive_loader(
+            local.app.clone(),
+            transport,
+            local.storage.keepalive.clone(),
+            stop_rx,
+        ));
         let router = local.router();
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();

@@ -1,0 +1,92 @@
+//! The `keepalive` function: Imgur URLs kept alive by scheduled views.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tracing::instrument;
+
+use super::{Admin, is_admin};
+use crate::error::{Error, Result};
+use crate::keepalive::{self, LoadNow};
+use crate::state::App;
+
+/// The function's router, as its Lambda runs it.
+pub fn router(app: App) -> Router {
+    super::finish(routes(app))
+}
+
+/// The routes alone, for merging with other functions' routes (the local runner).
+pub fn routes(app: App) -> Router {
+    Router::new()
+        .route("/v1/keepalive", post(create).get(list))
+        .route("/v1/keepalive/{id}", get(show).delete(remove))
+        .route("/v1/keepalive/{id}/load", post(load_now))
+        .with_state(app)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEntry {
+    url: String,
+}
+
+#[instrument(skip_all)]
+async fn create(State(app): State<App>, req: Request) -> Result<Response> {
+    let body = axum::body::to_bytes(req.into_body(), 4 * 1024).await.map_err(|_| {
+        Error::client(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body is too large")
+    })?;
+    let new: NewEntry = serde_json::from_slice(&body)
+        .map_err(|e| Error::unprocessable("bad_json", format!("the body must be {{\"url\": \"...\"}}: {e}")))?;
+    let created = keepalive::create(&app, &new.url).await?;
+    let (status, mut body) =
+        (if created.manage_token.is_some() { StatusCode::CREATED } else { StatusCode::OK }, created.entry);
+    if let Some(token) = created.manage_token {
+        body["manage_token"] = json!(token);
+    }
+    Ok((status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+}
+
+#[instrument(skip(app))]
+async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<Response> {
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(keepalive::view(&app, &id).await?)).into_response())
+}
+
+#[instrument(skip_all)]
+async fn list(_: Admin, State(app): State<App>, Query(params): Query<HashMap<String, String>>) -> Result<Response> {
+    let (limit, cursor) = super::page_params(&params)?;
+    let (entries, next) = keepalive::list(&app, limit, cursor).await?;
+    let next = next.map(|c| super::images::encode_cursor(&c));
+    Ok(Json(json!({"entries": entries, "next_cursor": next})).into_response())
+}
+
+#[instrument(skip(app, headers))]
+async fn remove(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode> {
+    if is_admin(&app, &headers) {
+        keepalive::delete(&app, &id, None).await?;
+    } else {
+        let token = headers
+            .get("x-manage-token")
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(Error::unauthorized)?;
+        keepalive::delete(&app, &id, Some(token)).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[instrument(skip(app))]
+async fn load_now(State(app): State<App>, Path(id): Path<String>) -> Result<Response> {
+    match keepalive::load_now(&app, &id).await? {
+        LoadNow::Queued(entry) => Ok((StatusCode::ACCEPTED, Json(entry)).into_response()),
+        LoadNow::NotDue(secs) => {
+            let body = json!({"error": {"code": "not_due", "message": format!("the entry is not due; try again in {secs} s")}});
+            Ok((StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], Json(body)).into_response())
+        }
+    }
+}
