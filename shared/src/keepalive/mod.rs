@@ -122,6 +122,23 @@ pub fn next_regular_load(base: OffsetDateTime) -> OffsetDateTime {
     base + INTERVAL + time::Duration::seconds(offset)
 }
 
+/// A new `waiting` entry for `url`, created at `created` and first due at `due`, carrying its
+/// due-index key. `create` writes it; benchmarks seed tables with it.
+pub fn entry_item(id: &str, url: &str, manage_digest: &str, created: OffsetDateTime, due: OffsetDateTime) -> Item {
+    Item::new(entry_pk(id), ENTRY_SK)
+        .with("id", id)
+        .with("url", url)
+        .with("status", Status::Waiting.as_str())
+        .with("created_at", rfc3339(created))
+        .with("next_epoch", due.unix_timestamp())
+        .with("loads", 0)
+        .with("tries", 0)
+        .with("manage", manage_digest)
+        .with("history", "[]")
+        .with(GSI1PK, due_pk(shard_of(id)))
+        .with(GSI1SK, due_sk(due.unix_timestamp(), id))
+}
+
 /// A new entry as the API answers it, with its manage token shown once.
 pub struct Created {
     pub entry: Value,
@@ -142,19 +159,7 @@ pub async fn create(app: &App, input: &str) -> Result<Created> {
     let token = secret::new_token();
     let now = OffsetDateTime::now_utc();
     let list_sk = crate::store::time_sort_key(&id);
-    let entry = Item::new(entry_pk(&id), ENTRY_SK)
-        .with("list_sk", list_sk.as_str())
-        .with("id", id.as_str())
-        .with("url", url.as_str())
-        .with("status", Status::Waiting.as_str())
-        .with("created_at", rfc3339(now))
-        .with("next_epoch", now.unix_timestamp())
-        .with("loads", 0)
-        .with("tries", 0)
-        .with("manage", secret::digest_hex(&token))
-        .with("history", "[]")
-        .with(GSI1PK, due_pk(shard_of(&id)))
-        .with(GSI1SK, due_sk(now.unix_timestamp(), &id));
+    let entry = entry_item(&id, &url, &secret::digest_hex(&token), now, now).with("list_sk", list_sk.as_str());
     let ops = vec![
         TxOp::Put { item: entry, cond: Some(Cond::NotExists) },
         TxOp::Put { item: Item::new(url_pk(&url), URL_SK).with("entry_id", id.as_str()), cond: Some(Cond::NotExists) },
