@@ -3,6 +3,7 @@
 //! This crate holds all the logic; the Lambda crates under `functions/` and the local runner
 //! under `infra/local` only wire it to events. See `ARCHITECTURE.md` for the map.
 
+pub mod accounts;
 pub mod aws;
 pub mod config;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod imports;
 pub mod keepalive;
 pub mod links;
 pub mod media;
+pub mod memes;
 pub mod secret;
 pub mod state;
 pub mod stats;

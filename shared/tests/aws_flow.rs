@@ -330,3 +330,124 @@ async fn import_worker_reports_partial_batches_and_imports_a_redelivered_message
     assert_eq!((job["status"].as_str(), job["items"][1]["status"].as_str()), (Some("partial"), Some("failed")));
     assert!(job["finished_at"].is_string());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Memes paid with tokens, on both families
+// ---------------------------------------------------------------------------------------------
+
+/// Sends one request through a router; returns status, headers and JSON body.
+async fn call(
+    router: &axum::Router,
+    req: axum::http::Request<axum::body::Body>,
+) -> (u16, axum::http::HeaderMap, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (parts.status.as_u16(), parts.headers, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+fn meme_request(api_key: &str, query: &str, idempotency_key: Option<&str>) -> axum::http::Request<axum::body::Body> {
+    let mut req = axum::http::Request::get(format!("/v1/memes?lat=52.52&lon=-13.405&query={query}"))
+        .header("authorization", format!("Bearer {api_key}"));
+    if let Some(k) = idempotency_key {
+        req = req.header("idempotency-key", k);
+    }
+    req.body(axum::body::Body::empty()).unwrap()
+}
+
+/// An account holding `tokens` tokens; returns its id and API key.
+async fn funded_account(app: &App, tokens: i64) -> (String, String) {
+    let created = imghost::accounts::create(app, "meme fan").await.unwrap();
+    imghost::accounts::purchase(app, &created.account_id, tokens, "first-purchase").await.unwrap();
+    // A retried purchase with the same key adds nothing.
+    let again = imghost::accounts::purchase(app, &created.account_id, tokens, "first-purchase").await.unwrap();
+    assert_eq!(again.purchased, tokens);
+    (created.account_id, created.api_key)
+}
+
+async fn a_thousand_requests_against_five_hundred_tokens(app: App) {
+    // Given an account holding 500 tokens,
+    let (account, key) = funded_account(&app, 500).await;
+    let router = imghost::http::memes::router(app.clone());
+
+    // when 1,000 meme requests arrive at once,
+    let answers =
+        futures::future::join_all((0..1000).map(|i| call(&router, meme_request(&key, &format!("q{i}"), None)))).await;
+
+    // then exactly 500 get a meme and 500 a 402, and the balance is spent to the token.
+    let ok = answers.iter().filter(|(s, ..)| *s == 200).count();
+    let exhausted = answers.iter().filter(|(s, _, b)| *s == 402 && b["error"]["code"] == "tokens_exhausted").count();
+    let others: std::collections::BTreeSet<String> =
+        answers.iter().filter(|(s, ..)| *s != 200 && *s != 402).map(|(s, _, b)| format!("{s} {b}")).collect();
+    assert_eq!((ok, exhausted), (500, 500), "{others:?}");
+    let b = imghost::accounts::balance(&app, &account).await.unwrap();
+    assert_eq!((b.purchased, b.used, b.remaining), (500, 500, 0));
+    // Every delivered meme is the seed's text format for its own query.
+    let (_, _, first) = answers.iter().find(|(s, ..)| *s == 200).unwrap();
+    let meme = first["meme"].as_str().unwrap();
+    assert!(meme.starts_with(&format!("{account}_52.52_-13.405_q")), "{meme}");
+}
+
+async fn replays_charge_once_and_failures_refund(app: App) {
+    let (account, key) = funded_account(&app, 10).await;
+    let router = imghost::http::memes::router(app.clone());
+    let used = || async { imghost::accounts::balance(&app, &account).await.unwrap().used };
+
+    // Given one meme delivered under an idempotency key,
+    let (status, headers, first) = call(&router, meme_request(&key, "cats", Some("k-1"))).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(headers["idempotent-replayed"], "false");
+    assert_eq!(first["remaining"], 9);
+    // when it is replayed, even concurrently,
+    let replays =
+        futures::future::join_all((0..5).map(|_| call(&router, meme_request(&key, "cats", Some("k-1"))))).await;
+    // then every replay gets the first answer, marked as a replay, and nothing more is charged;
+    for (status, headers, body) in &replays {
+        assert_eq!((*status, body), (200, &first));
+        assert_eq!(headers["idempotent-replayed"], "true");
+    }
+    assert_eq!(used().await, 1);
+    // the same key with other parameters is refused.
+    let (status, _, body) = call(&router, meme_request(&key, "dogs", Some("k-1"))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("idempotency_key_reused")));
+
+    // Given a renderer that fails,
+    struct Broken;
+    impl imghost::memes::render::Renderer for Broken {
+        fn render(&self, _: &str, _: Option<image::RgbaImage>) -> Result<Vec<u8>, String> {
+            Err("the renderer is broken".into())
+        }
+    }
+    let broken = imghost::http::memes::routes_with(app.clone(), Arc::new(Broken));
+    let image_req = |k: &str| {
+        axum::http::Request::get("/v1/memes?lat=1&lon=2&query=boom&format=image")
+            .header("authorization", format!("Bearer {key}"))
+            .header("idempotency-key", k)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    // when an image meme fails to render, the request fails and its token is given back,
+    let (status, _, body) = call(&broken, image_req("k-2")).await;
+    assert!(status >= 500, "{status}: {body}");
+    assert_eq!(used().await, 1);
+    // and a retry with the same key, once rendering works, is charged once and delivered.
+    let (status, _, body) = call(&router, image_req("k-2")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(used().await, 2);
+    let link = body["meme"].as_str().unwrap();
+    let id = link.rsplit('/').next().unwrap().split('.').next().unwrap();
+    let stored = images::get_active(&app, id).await.unwrap();
+    assert_eq!(stored.format.name(), "png");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memes_are_counted_exactly_on_both_families() {
+    let (aws, _) = aws_app().await;
+    let (embedded, _dir) = embedded_app();
+    a_thousand_requests_against_five_hundred_tokens(embedded.clone()).await;
+    a_thousand_requests_against_five_hundred_tokens(aws.clone()).await;
+    replays_charge_once_and_failures_refund(embedded).await;
+    replays_charge_once_and_failures_refund(aws).await;
+}

@@ -88,13 +88,15 @@ impl Local {
 
     /// Every route of every function, from the same routers the Lambdas run.
     pub fn router(&self) -> axum::Router {
-        use imghost::http::{finish, images, imports, keepalive, links, stats, upload};
+        use imghost::http::{accounts, finish, images, imports, keepalive, links, memes, stats, upload};
         let app = &self.app;
         finish(
             upload::routes(app.clone())
                 .merge(images::routes(app.clone()))
                 .merge(imports::routes(app.clone()))
                 .merge(keepalive::routes(app.clone()))
+                .merge(accounts::routes(app.clone()))
+                .merge(memes::routes(app.clone()))
                 .merge(links::routes(app.clone()))
                 .merge(stats::routes(app.clone())),
         )

@@ -184,6 +184,27 @@ async fn every_sample_event_runs_through_its_real_handler() {
     let entry = imghost::keepalive::view(&local.app, &entry_id).await.unwrap();
     assert_eq!((entry["loads"].as_i64(), entry["history"][0]["outcome"].as_str()), (Some(1), Some("dry_run")));
 
+    // accounts-create.json: the admin creates a prepaid account, which then buys two tokens.
+    let accounts = imghost::http::accounts::router(local.app.clone());
+    let (status, _, body) = invoke(&accounts, &event("accounts-create.json", &[("ADMIN-TOKEN", "admin")])).await;
+    seen.push("accounts-create.json");
+    let account: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 201, "{account}");
+    let (account_id, api_key) = (account["account_id"].as_str().unwrap(), account["api_key"].as_str().unwrap());
+    imghost::accounts::purchase(&local.app, account_id, 2, "buy-1").await.unwrap();
+
+    // memes-get.json: a text meme with an idempotency key, sent twice: charged once.
+    let memes = imghost::http::memes::router(local.app.clone());
+    let meme_event = event("memes-get.json", &[("API-KEY-PLACEHOLDER", api_key)]);
+    let (status, _, body) = invoke(&memes, &meme_event).await;
+    seen.push("memes-get.json");
+    let meme: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{meme}");
+    assert_eq!(meme["meme"], format!("{account_id}_52.52_-13.405_one does not simply"));
+    let (_, _, again) = invoke(&memes, &meme_event).await;
+    assert_eq!(serde_json::from_slice::<Value>(&again).unwrap(), meme);
+    assert_eq!(imghost::accounts::balance(&local.app, account_id).await.unwrap().remaining, 1);
+
     // Every event in the directory was exercised.
     let mut all: Vec<_> = std::fs::read_dir(events_dir())
         .unwrap()

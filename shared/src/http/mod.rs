@@ -2,10 +2,12 @@
 //! merges them all into one server. Everything here answers errors as
 //! `{"error": {"code", "message"}}`.
 
+pub mod accounts;
 pub mod images;
 pub mod imports;
 pub mod keepalive;
 pub mod links;
+pub mod memes;
 pub mod stats;
 pub mod upload;
 

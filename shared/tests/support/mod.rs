@@ -52,9 +52,13 @@ pub fn start_moto() -> Moto {
     // serving one request at a time: `moto_server` always runs threaded, and moto's DynamoDB
     // then evaluates two conditional writes to one item concurrently, which DynamoDB never
     // does (each item's writes are serialised). Serial serving restores exactly that guarantee,
-    // so concurrency tests judge our code, not a race inside the test double.
+    // so concurrency tests judge our code, not a race inside the test double. The listen backlog
+    // is raised from werkzeug's 128 so that a thousand clients connecting at once queue up, as
+    // they would at DynamoDB, instead of being refused.
     let launcher = "import sys\n\
+        import werkzeug.serving\n\
         from werkzeug.serving import run_simple\n\
+        werkzeug.serving.BaseWSGIServer.request_queue_size = 4096\n\
         from moto.server import DomainDispatcherApplication, create_backend_app\n\
         run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app), threaded=False)\n";
     // `$PPID` is this test process. The guard polls it once a second and, when it has exited

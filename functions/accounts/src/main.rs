@@ -1,0 +1,11 @@
+//! Lambda for prepaid accounts: creating them and buying tokens (admin), and the balance (the
+//! account's API key). All logic is in `imghost::http::accounts`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    // JSON logs when the function's log format is JSON (set in template.yaml).
+    lambda_http::tracing::init_default_subscriber();
+    let config = imghost::Config::from_env()?;
+    let app = imghost::state::from_config(&config).await?;
+    lambda_http::run(imghost::http::accounts::router(app)).await
+}

@@ -1,0 +1,10 @@
+//! Lambda for memes paid with prepaid tokens. All logic is in `imghost::http::memes`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    // JSON logs when the function's log format is JSON (set in template.yaml).
+    lambda_http::tracing::init_default_subscriber();
+    let config = imghost::Config::from_env()?;
+    let app = imghost::state::from_config(&config).await?;
+    lambda_http::run(imghost::http::memes::router(app)).await
+}
