@@ -140,23 +140,6 @@ async fn fifty_concurrent_claims_on_a_ten_use_link_take_exactly_ten() {
     assert_eq!(link.uploads, 10);
 }
 
-/// The embedded family's app on a temporary directory, for comparing the two families.
-fn embedded_app() -> (App, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let local = imghost::state::LocalStorage::open(dir.path()).unwrap();
-    let app = App::new(AppInner {
-        table: local.table,
-        objects: local.objects,
-        delivery: Delivery::Bytes,
-        public_url: None,
-        admin_digest: None,
-        uploads: UploadTarget::Local,
-        imports: None,
-        keepalive: None,
-    });
-    (app, dir)
-}
-
 /// Stores photos, duplicates and deletes in a fixed order, then reads the statistics.
 async fn stats_after_a_history(app: &App) -> imghost::stats::Stats {
     let files = [
@@ -188,7 +171,7 @@ async fn stats_after_a_history(app: &App) -> imghost::stats::Stats {
 async fn statistics_are_the_same_on_both_storage_families() {
     // Given the same history of uploads, duplicates and deletes on DynamoDB and on SQLite,
     let (aws, _) = aws_app().await;
-    let (embedded, _dir) = embedded_app();
+    let (embedded, _dir) = support::embedded_app().await;
     let on_aws = stats_after_a_history(&aws).await;
     let on_embedded = stats_after_a_history(&embedded).await;
 
@@ -239,7 +222,7 @@ async fn an_upload_whose_original_cannot_be_stored_counts_nowhere_on_both_famili
         imports: None,
         keepalive: None,
     });
-    let (embedded, dir) = embedded_app();
+    let (embedded, dir) = support::embedded_app().await;
     let blocker = dir.path().join("objects/originals");
     std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
     std::fs::write(&blocker, b"not a directory").unwrap();
@@ -445,7 +428,7 @@ async fn replays_charge_once_and_failures_refund(app: App) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memes_are_counted_exactly_on_both_families() {
     let (aws, _) = aws_app().await;
-    let (embedded, _dir) = embedded_app();
+    let (embedded, _dir) = support::embedded_app().await;
     a_thousand_requests_against_five_hundred_tokens(embedded.clone()).await;
     a_thousand_requests_against_five_hundred_tokens(aws.clone()).await;
     replays_charge_once_and_failures_refund(embedded).await;

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod support;
+
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::Path;
@@ -15,7 +17,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use imghost::keepalive::loader::{self, Answer, Transport, TransportError};
 use imghost::keepalive::{self, sweep};
-use imghost::state::{App, AppInner, Delivery, LocalStorage};
+use imghost::state::App;
 use imghost::store::Queue;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -105,19 +107,8 @@ struct World {
 }
 
 async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let local = LocalStorage::open(dir.path()).unwrap();
-    let queue: Arc<dyn Queue> = local.keepalive.clone();
-    let app = App::new(AppInner {
-        table: local.table,
-        objects: local.objects,
-        delivery: Delivery::Bytes,
-        public_url: None,
-        admin_digest: None,
-        uploads: imghost::uploads::UploadTarget::Local,
-        imports: None,
-        keepalive: Some(queue.clone()),
-    });
+    let (app, dir) = support::embedded_app().await;
+    let queue = app.keepalive.clone().unwrap();
     let stand_in = StandIn::start().await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

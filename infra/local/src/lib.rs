@@ -115,17 +115,12 @@ impl Local {
                         Ok(())
                     }
                 };
-                let result = match outcome {
-                    Ok(()) => queue.ack(&delivery.receipt).await,
-                    Err(e) => {
-                        let delay = backoff(delivery.receive_count);
-                        warn!(error = %e, attempt = delivery.receive_count, ?delay, "object event will be retried");
-                        queue.retry_after(&delivery.receipt, delay).await
-                    }
-                };
-                if let Err(e) = result {
-                    warn!(error = %e, "queue bookkeeping failed; the message will be redelivered");
-                }
+                let retry = outcome.err().map(|e| {
+                    let delay = backoff(delivery.receive_count);
+                    warn!(error = %e, attempt = delivery.receive_count, ?delay, "object event will be retried");
+                    delay
+                });
+                settle(&*queue, &delivery, retry).await;
             }
         })
         .await
@@ -139,26 +134,22 @@ impl Local {
                 let (app, fetcher, queue) = (&app, &fetcher, &queue);
                 async move {
                     let outcome = imghost::imports::handle(app, fetcher, &delivery.body, delivery.receive_count).await;
-                    let result = match outcome {
-                        Ok(Disposition::Finished) => queue.ack(&delivery.receipt).await,
-                        Ok(Disposition::RetryAfter(delay)) => queue.retry_after(&delivery.receipt, delay).await,
+                    let retry = match outcome {
+                        Ok(Disposition::Finished) => None,
+                        Ok(Disposition::RetryAfter(delay)) => Some(delay),
                         Err(e) => {
                             let delay = imghost::imports::backoff(delivery.receive_count);
                             warn!(error = %e, ?delay, "import message will be retried");
-                            queue.retry_after(&delivery.receipt, delay).await
+                            Some(delay)
                         }
                     };
-                    if let Err(e) = result {
-                        warn!(error = %e, "queue bookkeeping failed; the message will be redelivered");
-                    }
+                    settle(&**queue, &delivery, retry).await;
                 }
             }))
         })
         .await
     }
-}
 
-impl Local {
     /// Runs the keep-alive loader until `stop` turns true, at most [`KEEPALIVE_CONCURRENCY`]
     /// loads at a time: the local counterpart of the loader's reserved concurrency in AWS.
     pub async fn run_keepalive_loader(
@@ -172,17 +163,13 @@ impl Local {
                 let (app, transport, queue) = (&app, &transport, &queue);
                 async move {
                     let now = time::OffsetDateTime::now_utc();
-                    let result = match keepalive::loader::handle(app, &**transport, &delivery.body, now).await {
-                        Ok(()) => queue.ack(&delivery.receipt).await,
-                        Err(e) => {
-                            let delay = backoff(delivery.receive_count);
-                            warn!(error = %e, ?delay, "keep-alive load will be retried");
-                            queue.retry_after(&delivery.receipt, delay).await
-                        }
-                    };
-                    if let Err(e) = result {
-                        warn!(error = %e, "queue bookkeeping failed; the message will be redelivered");
-                    }
+                    let outcome = keepalive::loader::handle(app, &**transport, &delivery.body, now).await;
+                    let retry = outcome.err().map(|e| {
+                        let delay = backoff(delivery.receive_count);
+                        warn!(error = %e, ?delay, "keep-alive load will be retried");
+                        delay
+                    });
+                    settle(&**queue, &delivery, retry).await;
                 }
             }))
         })
@@ -216,6 +203,18 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// The keep-alive transport for these options: the real one, or a dry run that sends nothing.
 pub fn keepalive_transport(opts: &Options) -> Arc<dyn Transport> {
     if opts.keepalive_dry_run { Arc::new(DryRun) } else { Arc::new(HttpsTransport::new()) }
+}
+
+/// Deletes a handled message, or makes it visible again after `retry`. A failure here only
+/// means the message comes back after its visibility timeout, which every handler tolerates.
+async fn settle(queue: &dyn Queue, delivery: &QueueDelivery, retry: Option<Duration>) {
+    let result = match retry {
+        None => queue.ack(&delivery.receipt).await,
+        Some(delay) => queue.retry_after(&delivery.receipt, delay).await,
+    };
+    if let Err(e) = result {
+        warn!(error = %e, "queue bookkeeping failed; the message will be redelivered");
+    }
 }
 
 /// Receives batches of up to `max` messages from `queue` and hands each to `handle`, until `stop`

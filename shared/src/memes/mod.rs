@@ -128,11 +128,18 @@ pub struct Answer {
 }
 
 enum Charged {
-    /// A token was taken for this request.
-    Fresh,
+    /// A token was taken for this request; `remaining` is known when the charge's write returned
+    /// the account (the path without a key), saving a read.
+    Fresh {
+        remaining: Option<i64>,
+    },
     /// The key's earlier request died after its charge; this one finishes it.
     TakenOver,
     Replay(Value),
+}
+
+fn remaining_of(account: &Item) -> i64 {
+    account.num("purchased").unwrap_or(0) - account.num("used").unwrap_or(0)
 }
 
 fn idem_sk(key: &str) -> String {
@@ -168,8 +175,10 @@ pub async fn deliver(
         }
     };
     let pk = account_pk(account_id);
-    let account = app.table.get(&pk, ACCOUNT_SK).await?;
-    let remaining = account.map_or(0, |a| a.num("purchased").unwrap_or(0) - a.num("used").unwrap_or(0));
+    let remaining = match charged {
+        Charged::Fresh { remaining: Some(n) } => n,
+        _ => app.table.get(&pk, ACCOUNT_SK).await?.map_or(0, |a| remaining_of(&a)),
+    };
     let format = if req.format == MemeFormat::Text { "text" } else { "image" };
     let body = json!({"meme": meme, "format": format, "remaining": remaining});
     if let Some(k) = key {
@@ -196,7 +205,7 @@ async fn charge(app: &App, account_id: &str, req: &MemeRequest, key: Option<&str
     let Some(key) = key else {
         // No key, no record: one conditional update, with nothing else to conflict with.
         return match app.table.update(&pk, ACCOUNT_SK, take, Some(can_take)).await {
-            Ok(_) => Ok(Charged::Fresh),
+            Ok(account) => Ok(Charged::Fresh { remaining: Some(remaining_of(&account)) }),
             Err(e) if e.is_condition_failed() => Err(exhausted()),
             Err(e) => Err(e.into()),
         };
@@ -216,7 +225,7 @@ async fn charge(app: &App, account_id: &str, req: &MemeRequest, key: Option<&str
         TxOp::Update { pk: pk.clone(), sk: ACCOUNT_SK.into(), update: take, cond: Some(can_take) },
     ];
     match app.table.transact(ops).await {
-        Ok(()) => Ok(Charged::Fresh),
+        Ok(()) => Ok(Charged::Fresh { remaining: None }),
         Err(StoreError::ConditionFailed { index: Some(1) }) => Err(exhausted()),
         Err(e) if e.is_condition_failed() => {
             let existing =

@@ -199,3 +199,12 @@ pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+/// The embedded family's app on a temporary directory, built by the same `from_config` a
+/// function running in local mode uses.
+pub async fn embedded_app() -> (imghost::App, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_string_lossy().into_owned();
+    let config = imghost::Config::from_lookup(|k| (k == "IMGHOST_DATA_DIR").then(|| path.clone())).unwrap();
+    (imghost::state::from_config(&config).await.unwrap(), dir)
+}
