@@ -6,11 +6,16 @@
 //! |----------------------|---------------|-------------------------|------------------------------------|
 //! | account              | `ACCT#<id>`   | `ACCT`                  | `name`, `purchased`, `used`        |
 //! | API key index        | `APIKEY#<sha256 of key>` | `APIKEY`     | `account_id`                       |
+//! | directory entry      | `ACCOUNTS`    | `<created epoch, 12 digits>#<id>` | `account_id`, `name` |
 //! | purchase             | `ACCT#<id>`   | `BUY#<sha256 of idempotency key>` | `amount`, the answer     |
 //! | meme idempotency     | `ACCT#<id>`   | `IDEM#<sha256 of idempotency key>` | see [`crate::memes`]     |
 //!
 //! `purchased` and `used` only ever change by `ADD` in conditional writes, so the balance is
 //! exact under any concurrency: a token is taken only while `used < purchased`.
+//!
+//! The admin listing reads the directory entries, not an index over the account items: every
+//! meme writes its account item, and an index on it would repeat each of those writes into one
+//! shared index partition. The entries never change after the account is made.
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -19,10 +24,11 @@ use tracing::{info, instrument};
 use crate::error::{Error, Result};
 use crate::secret;
 use crate::state::App;
-use crate::store::{Cond, Item, TxOp, Update};
+use crate::store::{Cond, Cursor, Item, Query, TxOp, Update};
 
 pub(crate) const ACCOUNT_SK: &str = "ACCT";
 const KEY_SK: &str = "APIKEY";
+const DIRECTORY_PK: &str = "ACCOUNTS";
 /// Largest single purchase.
 pub const MAX_PURCHASE: i64 = 1_000_000;
 
@@ -64,6 +70,10 @@ pub async fn create(app: &App, name: &str) -> Result<Created> {
             item: Item::new(key_pk(&api_key), KEY_SK).with("account_id", id.as_str()),
             cond: Some(Cond::NotExists),
         },
+        TxOp::Put {
+            item: Item::new(DIRECTORY_PK, format!("{now:012}#{id}")).with("account_id", id.as_str()).with("name", name),
+            cond: None,
+        },
     ];
     app.table.transact(ops).await?;
     info!(account_id = %id, "account created");
@@ -91,6 +101,45 @@ pub async fn balance(app: &App, account_id: &str) -> Result<Balance> {
     let item = app.table.get(&account_pk(account_id), ACCOUNT_SK).await?.ok_or_else(|| Error::not_found("account"))?;
     let (purchased, used) = (item.num("purchased").unwrap_or(0), item.num("used").unwrap_or(0));
     Ok(Balance { account_id: account_id.to_owned(), purchased, used, remaining: purchased - used })
+}
+
+/// One account as the admin listing shows it.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    pub account_id: String,
+    pub name: String,
+    pub created_at: String,
+    pub purchased: i64,
+    pub used: i64,
+    pub remaining: i64,
+}
+
+/// A page of accounts, newest first (admin). Reads `limit` directory entries and then each
+/// listed account's item for its balance.
+#[instrument(skip(app))]
+pub async fn list(app: &App, limit: usize, cursor: Option<Cursor>) -> Result<(Vec<Listed>, Option<Cursor>)> {
+    let page = app.table.query(Query::table(DIRECTORY_PK).backward().limit(limit).start(cursor)).await?;
+    let reads = page.items.iter().filter_map(|entry| entry.str("account_id")).map(|id| async move {
+        let item = app.table.get(&account_pk(id), ACCOUNT_SK).await?;
+        Ok::<_, Error>(item.map(|item| {
+            let (purchased, used) = (item.num("purchased").unwrap_or(0), item.num("used").unwrap_or(0));
+            let created_at = item
+                .num("created_epoch")
+                .and_then(|e| OffsetDateTime::from_unix_timestamp(e).ok())
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_default();
+            Listed {
+                account_id: id.to_owned(),
+                name: item.str("name").unwrap_or_default().to_owned(),
+                created_at,
+                purchased,
+                used,
+                remaining: purchased - used,
+            }
+        }))
+    });
+    let accounts = futures::future::try_join_all(reads).await?.into_iter().flatten().collect();
+    Ok((accounts, page.next))
 }
 
 /// Records a purchase of `amount` tokens under an idempotency key (admin). The purchase record

@@ -434,3 +434,62 @@ async fn memes_are_counted_exactly_on_both_families() {
     replays_charge_once_and_failures_refund(embedded).await;
     replays_charge_once_and_failures_refund(aws).await;
 }
+
+/// Lists every account page by page, `limit` at a time.
+async fn all_accounts(app: &App, limit: usize) -> (Vec<imghost::accounts::Listed>, usize) {
+    let (mut all, mut pages, mut cursor) = (vec![], 0, None);
+    loop {
+        let (page, next) = imghost::accounts::list(app, limit, cursor).await.unwrap();
+        assert!(page.len() <= limit);
+        all.extend(page);
+        pages += 1;
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return (all, pages),
+        }
+    }
+}
+
+async fn the_account_list_pages_through_every_account_with_its_balance(app: App) {
+    // Given five accounts, the third of which bought and used tokens,
+    let mut made = vec![];
+    for i in 0..5 {
+        made.push(imghost::accounts::create(&app, &format!("account {i}")).await.unwrap().account_id);
+    }
+    imghost::accounts::purchase(&app, &made[2], 7, "buy-for-list").await.unwrap();
+    let router = imghost::http::memes::router(app.clone());
+    let api_key = imghost::accounts::create(&app, "meme buyer").await.unwrap();
+    imghost::accounts::purchase(&app, &api_key.account_id, 3, "buy-for-list").await.unwrap();
+    let (status, _, body) = call(&router, meme_request(&api_key.api_key, "listed", None)).await;
+    assert_eq!(status, 200, "{body}");
+    made.push(api_key.account_id.clone());
+
+    // when the admin lists them two at a time,
+    let (listed, pages) = all_accounts(&app, 2).await;
+
+    // then every account appears exactly once over three pages (and perhaps an empty fourth:
+    // like DynamoDB, a full page hands out a cursor without knowing whether more follow),
+    let mut ids: Vec<&str> = listed.iter().map(|a| a.account_id.as_str()).collect();
+    assert_eq!(listed.len(), 6, "{ids:?}");
+    assert!((3..=4).contains(&pages), "{pages} pages");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    // newest first (creation times never decrease down the list),
+    assert!(listed.windows(2).all(|w| w[0].created_at >= w[1].created_at));
+    // each with its name and exact balance.
+    let find = |id: &str| listed.iter().find(|a| a.account_id == id).unwrap();
+    assert_eq!(find(&made[0]).name, "account 0");
+    let bought = find(&made[2]);
+    assert_eq!((bought.purchased, bought.used, bought.remaining), (7, 0, 7));
+    let spender = find(&api_key.account_id);
+    assert_eq!((spender.name.as_str(), spender.purchased, spender.used, spender.remaining), ("meme buyer", 3, 1, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_list_is_the_same_on_both_families() {
+    let (aws, _) = aws_app().await;
+    let (embedded, _dir) = support::embedded_app().await;
+    the_account_list_pages_through_every_account_with_its_balance(embedded).await;
+    the_account_list_pages_through_every_account_with_its_balance(aws).await;
+}

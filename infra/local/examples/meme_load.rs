@@ -31,6 +31,7 @@ async fn main() -> Result<(), imghost_local::BoxError> {
         public_url: None,
         fetcher: imghost::fetch::Fetcher::public(),
         keepalive_dry_run: true,
+        web_dir: None,
     };
     let local = Local::open(&opts)?;
     let listener = tokio::net::TcpListener::bind(opts.addr).await?;

@@ -37,6 +37,9 @@ pub struct Options {
     /// Keep-alive loads do everything but send the request, and record `dry_run`
     /// (`IMGHOST_KEEPALIVE_DRY_RUN=1`, for demos and tests).
     pub keepalive_dry_run: bool,
+    /// Serve the front end from this folder (laid out like `shared/web/`) instead of the copy
+    /// compiled in, so pages can be edited without a rebuild (`IMGHOST_WEB_DIR`).
+    pub web_dir: Option<PathBuf>,
 }
 
 /// A running local instance: its state, its router and the handle of its worker.
@@ -45,6 +48,8 @@ pub struct Local {
     pub storage: LocalStorage,
     /// Set when this start generated a new admin token (to print it once).
     pub generated_admin_token: Option<String>,
+    /// Where the pages come from.
+    pub web_assets: imghost::http::web::Assets,
 }
 
 /// Holds the data directory's lock for as long as it lives: one server per data directory,
@@ -83,12 +88,16 @@ impl Local {
             imports: Some(storage.imports.clone()),
             keepalive: Some(storage.keepalive.clone()),
         });
-        Ok(Local { app, storage, generated_admin_token })
+        let web_assets = match &opts.web_dir {
+            Some(dir) => imghost::http::web::Assets::Dir(dir.clone()),
+            None => imghost::http::web::Assets::Embedded,
+        };
+        Ok(Local { app, storage, generated_admin_token, web_assets })
     }
 
     /// Every route of every function, from the same routers the Lambdas run.
     pub fn router(&self) -> axum::Router {
-        use imghost::http::{accounts, finish, images, imports, keepalive, links, memes, stats, upload};
+        use imghost::http::{accounts, finish, images, imports, keepalive, links, memes, stats, upload, web};
         let app = &self.app;
         finish(
             upload::routes(app.clone())
@@ -98,7 +107,8 @@ impl Local {
                 .merge(accounts::routes(app.clone()))
                 .merge(memes::routes(app.clone()))
                 .merge(links::routes(app.clone()))
-                .merge(stats::routes(app.clone())),
+                .merge(stats::routes(app.clone()))
+                .merge(web::routes(app.clone(), self.web_assets.clone())),
         )
     }
 

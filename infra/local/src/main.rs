@@ -51,7 +51,8 @@ async fn main() -> Result<(), BoxError> {
             let admin_token = std::env::var("IMGHOST_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
             let fetcher = imghost::fetch::Fetcher::public();
             let keepalive_dry_run = std::env::var("IMGHOST_KEEPALIVE_DRY_RUN").is_ok_and(|v| v == "1");
-            let opts = Options { addr, data_dir: data, admin_token, public_url, fetcher, keepalive_dry_run };
+            let web_dir = std::env::var_os("IMGHOST_WEB_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
+            let opts = Options { addr, data_dir: data, admin_token, public_url, fetcher, keepalive_dry_run, web_dir };
             imghost_local::serve(opts).await
         }
         Command::Resize { files, out } => imghost_local::resize_files(&files, &out),

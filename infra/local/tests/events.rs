@@ -48,6 +48,7 @@ async fn every_sample_event_runs_through_its_real_handler() {
         public_url: None,
         fetcher: imghost::fetch::Fetcher::public(),
         keepalive_dry_run: true,
+        web_dir: None,
     };
     let local = Local::open(&opts).unwrap();
     let upload = imghost::http::upload::router(local.app.clone());
@@ -193,6 +194,17 @@ async fn every_sample_event_runs_through_its_real_handler() {
     let (account_id, api_key) = (account["account_id"].as_str().unwrap(), account["api_key"].as_str().unwrap());
     imghost::accounts::purchase(&local.app, account_id, 2, "buy-1").await.unwrap();
 
+    // accounts-list.json: the admin page's account list shows it with its balance.
+    let (status, _, body) = invoke(&accounts, &event("accounts-list.json", &[("ADMIN-TOKEN", "admin")])).await;
+    seen.push("accounts-list.json");
+    let listed: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["accounts"][0]["account_id"], account_id, "{listed}");
+    assert_eq!(
+        (listed["accounts"][0]["purchased"].as_i64(), listed["accounts"][0]["remaining"].as_i64()),
+        (Some(2), Some(2))
+    );
+
     // memes-get.json: a text meme with an idempotency key, sent twice: charged once.
     let memes = imghost::http::memes::router(local.app.clone());
     let meme_event = event("memes-get.json", &[("API-KEY-PLACEHOLDER", api_key)]);
@@ -204,6 +216,25 @@ async fn every_sample_event_runs_through_its_real_handler() {
     let (_, _, again) = invoke(&memes, &meme_event).await;
     assert_eq!(serde_json::from_slice::<Value>(&again).unwrap(), meme);
     assert_eq!(imghost::accounts::balance(&local.app, account_id).await.unwrap().remaining, 1);
+
+    // The web function's events: an image page, a script and the ShareX file, through the
+    // router its Lambda runs (the embedded front end).
+    let web = imghost::http::web::router(local.app.clone());
+    let (status, content_type, body) = invoke(&web, &event("web-get-image-page.json", &[("AbCdEf12", &id)])).await;
+    seen.push("web-get-image-page.json");
+    let page = String::from_utf8(body).unwrap();
+    assert_eq!((status, content_type.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(page.contains(r#"<script type="module" src="/assets/view.js">"#), "{page}");
+    let (status, content_type, body) = invoke(&web, &event("web-get-asset.json", &[])).await;
+    seen.push("web-get-asset.json");
+    assert_eq!((status, content_type.as_str()), (200, "text/javascript; charset=utf-8"));
+    assert!(String::from_utf8(body).unwrap().contains("export async function api("));
+    let (status, _, body) = invoke(&web, &event("web-get-sharex.json", &[])).await;
+    seen.push("web-get-sharex.json");
+    let sharex: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{sharex}");
+    // The uploader posts to the deployment's own API, as the forwarded headers name it.
+    assert_eq!(sharex["RequestURL"], "https://r3pmxmplak.execute-api.us-east-1.amazonaws.com/v1/images");
 
     // Every event in the directory was exercised.
     let mut all: Vec<_> = std::fs::read_dir(events_dir())

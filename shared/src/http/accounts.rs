@@ -1,11 +1,15 @@
-//! The `accounts` function: prepaid accounts (admin) and their balance (the account's key).
+//! The `accounts` function: prepaid accounts and their listing (admin) and the balance (the
+//! account's key).
+
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde_json::json;
 use tracing::instrument;
 
 use super::{Admin, bearer};
@@ -21,7 +25,7 @@ pub fn router(app: App) -> Router {
 /// The routes alone, for merging with other functions' routes (the local runner).
 pub fn routes(app: App) -> Router {
     Router::new()
-        .route("/v1/accounts", post(create))
+        .route("/v1/accounts", post(create).get(list))
         .route("/v1/accounts/{id}/tokens", post(purchase))
         .route("/v1/balance", get(balance))
         .with_state(app)
@@ -45,6 +49,15 @@ async fn create(_: Admin, State(app): State<App>, req: Request) -> Result<Respon
     let new: NewAccount = json_body(req).await?;
     let created = accounts::create(&app, &new.name).await?;
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(created)).into_response())
+}
+
+#[instrument(skip_all)]
+async fn list(_: Admin, State(app): State<App>, Query(params): Query<HashMap<String, String>>) -> Result<Response> {
+    let (limit, cursor) = super::page_params(&params)?;
+    let (accounts, next) = accounts::list(&app, limit, cursor).await?;
+    let next = next.map(|c| super::images::encode_cursor(&c));
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(json!({"accounts": accounts, "next_cursor": next})))
+        .into_response())
 }
 
 #[derive(serde::Deserialize)]

@@ -10,6 +10,7 @@ pub mod links;
 pub mod memes;
 pub mod stats;
 pub mod upload;
+pub mod web;
 
 use axum::Json;
 use axum::extract::FromRequestParts;

@@ -43,6 +43,7 @@ impl Server {
             public_url: None,
             fetcher: fetcher.clone(),
             keepalive_dry_run: true,
+            web_dir: None,
         };
         let local = Local::open(&opts).unwrap();
         let listener = tokio::net::TcpListener::bind(opts.addr).await.unwrap();

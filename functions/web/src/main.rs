@@ -1,0 +1,11 @@
+//! Lambda for the web pages. All logic is in `imghost::http::web`; the pages, scripts and
+//! stylesheet are compiled into the binary, so nothing is read from disk or another origin.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    // JSON logs when the function's log format is JSON (set in template.yaml).
+    lambda_http::tracing::init_default_subscriber();
+    let config = imghost::Config::from_env()?;
+    let app = imghost::state::from_config(&config).await?;
+    lambda_http::run(imghost::http::web::router(app)).await
+}

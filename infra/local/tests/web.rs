@@ -1,0 +1,463 @@
+//! The web pages in a real headless Chromium against the local server: what a person does on
+//! each page, checked against the API's own answers and the ExifTool oracle of the test photos.
+//!
+//! Every scenario also fails on a script error, a content-security-policy violation, a request
+//! to another origin or a page wider than its window (see `browser`), and leaves a screenshot
+//! in `target/tmp/browser-screenshots/`.
+
+mod browser;
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use browser::{DESKTOP, PHONE, Page};
+use common::origin::Origin;
+use common::{ADMIN_TOKEN, Server, photos_dir};
+use fantoccini::key::Key;
+use serde_json::{Value, json};
+
+fn photo(name: &str) -> PathBuf {
+    photos_dir().join(name)
+}
+
+/// The ExifTool oracle's entry for a test photo.
+fn oracle(name: &str) -> Value {
+    let all: Vec<Value> = serde_json::from_slice(&std::fs::read(photos_dir().join("expected.json")).unwrap()).unwrap();
+    all.into_iter().find(|e| e["file"] == name).unwrap_or_else(|| panic!("{name} is not in expected.json"))
+}
+
+/// Today in UTC, the day the statistics count an upload under.
+fn today() -> String {
+    time::OffsetDateTime::now_utc().date().to_string()
+}
+
+/// Uploads a photo through the API; returns the stored image's answer.
+async fn upload(server: &Server, name: &str) -> Value {
+    let bytes = std::fs::read(photo(name)).unwrap();
+    let (status, body) = server.upload_raw(bytes, "image/jpeg").await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+/// Signs in on the admin page with the keyboard alone: the token, then Enter.
+async fn sign_in(page: &Page) {
+    page.goto("/admin").await;
+    page.fill("#admin-token", &format!("{ADMIN_TOKEN}{}", char::from(Key::Enter))).await;
+    signed_in(page).await;
+}
+
+/// Waits for the admin page's signed-in sections, which a tab that signed in before shows
+/// without asking again.
+async fn signed_in(page: &Page) {
+    page.wait_for("the signed-in sections", "return !document.querySelector('#stats').hidden", vec![]).await;
+}
+
+/// Accepts the confirmation a destructive button asks for.
+async fn confirm(page: &Page) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while page.client.accept_alert().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "no confirmation was asked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photos_chosen_in_the_file_picker_are_uploaded_and_their_variants_shown() {
+    // Given a server and two real photos, one of them with GPS coordinates in its EXIF.
+    let server = Arc::new(Server::start().await);
+    let (camera, located) = ("cameras/canon-ixus.jpg", "gps/DSCN0010.jpg");
+    let s = server.clone();
+    browser::run("upload-and-view", DESKTOP, &server.base, move |page| async move {
+        // When both are chosen at once in the upload page's file picker,
+        page.goto("/").await;
+        page.attach("#file-input", &[photo(camera), photo(located)]).await;
+
+        // then each gets a finished entry with the image's link and its delete token.
+        let done = page
+            .wait_for(
+                "both uploads to finish",
+                r#"const done = [...document.querySelectorAll("li.upload.done")];
+                   return done.length === 2 && done.map((li) => ({
+                     name: li.querySelector(".name").innerText,
+                     id: li.dataset.id,
+                     link: li.querySelector("input.copy-field").value,
+                     token: li.querySelector("input.delete-token").value,
+                   }));"#,
+                vec![],
+            )
+            .await;
+        let entry = |file: &str| {
+            let name = file.rsplit('/').next().unwrap();
+            done.as_array().unwrap().iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{done}")).clone()
+        };
+        let (shot, gps) = (entry(camera), entry(located));
+        for e in [&shot, &gps] {
+            let (status, image) = s.get_json(&format!("/v1/images/{}", e["id"].as_str().unwrap())).await;
+            assert_eq!(status, 200, "{image}");
+            assert_eq!(e["link"], image["link"]);
+            assert!(e["token"].as_str().unwrap().len() >= 40, "{e}");
+        }
+
+        // When the first photo's page is opened from its entry and the small size chosen once
+        // its variant is ready,
+        let id = shot["id"].as_str().unwrap().to_owned();
+        page.click(&format!(r#"li.upload[data-id="{id}"] a.page-link"#)).await;
+        let small = r#"#sizes button[data-size="small"]"#;
+        let script = "const b = document.querySelector(arguments[0]); return b && !b.disabled;";
+        page.wait_for("the small variant to be ready", script, vec![json!(small)]).await;
+        page.click(small).await;
+
+        // then the page shows that variant at the size the API reports, marked as chosen,
+        let image = s.wait_for_variants(&id, Duration::from_secs(30)).await;
+        let url = image["variants"]["small"]["url"].as_str().unwrap().to_owned();
+        let script = "const i = document.querySelector('#image'); return i.src === arguments[0];";
+        page.wait_for("the small variant in #image", script, vec![json!(url)]).await;
+        let size = page.loaded_image("#image").await;
+        let expected = (
+            image["variants"]["small"]["width"].as_u64().unwrap(),
+            image["variants"]["small"]["height"].as_u64().unwrap(),
+        );
+        assert_eq!(size, expected);
+        assert_eq!(page.find(small).await.attr("aria-pressed").await.unwrap().as_deref(), Some("true"));
+
+        // and its public metadata: the camera and dimensions the ExifTool oracle names.
+        let truth = oracle(camera);
+        let meta = page.text("#meta").await;
+        assert!(meta.contains(truth["model"].as_str().unwrap()), "{meta}");
+        assert!(meta.contains(&truth["width"].to_string()) && meta.contains(&truth["height"].to_string()), "{meta}");
+
+        // When the located photo's page is opened, its coordinates are nowhere on it.
+        let gps_id = gps["id"].as_str().unwrap().to_owned();
+        let token = gps["token"].as_str().unwrap().to_owned();
+        page.goto(&format!("/v/{gps_id}#delete={token}")).await;
+        let meta = page.text("#meta").await;
+        let lat = oracle(located)["gps_lat"].as_f64().unwrap();
+        let page_text = page.eval("return document.body.innerText", vec![]).await;
+        let page_text = page_text.as_str().unwrap().to_lowercase();
+        assert!(!page_text.contains(&format!("{lat:.3}")), "{meta}");
+        assert!(!page_text.contains("gps") && !page_text.contains("latitude"), "{meta}");
+
+        // When its delete token (from the link the upload page hands out) is used on the page,
+        page.click("#delete-button").await;
+        confirm(&page).await;
+
+        // then the image is gone, for the page and for the API.
+        page.wait_for_text("main", "Deleted").await;
+        let (status, _) = s.get_json(&format!("/v1/images/{gps_id}")).await;
+        assert_eq!(status, 404);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_file_is_refused_in_words_on_a_phone() {
+    // Given the words the API uses to refuse a damaged JPEG,
+    let server = Server::start().await;
+    let bytes = std::fs::read(photo("corrupted.jpg")).unwrap();
+    let (status, refusal) = server.upload_raw(bytes, "image/jpeg").await;
+    assert_eq!(status, 422, "{refusal}");
+    let message = refusal["error"]["message"].as_str().unwrap().to_owned();
+
+    browser::run("upload-refused-phone", PHONE, &server.base, move |page| async move {
+        // when a person on a phone picks that file,
+        page.goto("/").await;
+        page.attach("#file-input", &[photo("corrupted.jpg")]).await;
+
+        // then its entry fails and says why, in the API's words.
+        let said = page.text("li.upload.failed [role=alert]").await;
+        assert!(said.contains(&message), "the page says {said:?}, the API said {message:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_made_in_the_admin_page_takes_uploads_until_it_is_used_up_or_revoked() {
+    let server = Arc::new(Server::start().await);
+    let s = server.clone();
+    browser::run("invitation-link", DESKTOP, &server.base, move |page| async move {
+        // Given an admin who signed in and made a link for two uploads,
+        sign_in(&page).await;
+        page.fill("#link-max", "2").await;
+        page.fill("#link-label", "Browser test guests").await;
+        page.click("#create-link").await;
+        let url = page.value("#new-link input.copy-field").await;
+        let path = url.strip_prefix(&page.base).unwrap_or_else(|| panic!("{url} is not on this server")).to_owned();
+        assert!(path.starts_with("/u/"), "{url}");
+        page.wait_for_text("#link-list", "Browser test guests").await;
+
+        // when a guest opens it, the page says how many uploads and how much time are left;
+        page.goto(&path).await;
+        page.wait_for_text("#uploads-left", "2").await;
+        let time_left = page.text("#time-left").await;
+        assert!(time_left.contains('h') || time_left.contains('d'), "{time_left}");
+
+        // each upload through it counts,
+        page.attach("#file-input", &[photo("cameras/Nikon_D70.jpg")]).await;
+        page.find("li.upload.done").await;
+        page.wait_for_text("#uploads-left", "1").await;
+        page.attach("#file-input", &[photo("cameras/Pentax_K10D.jpg")]).await;
+
+        // and once both are used the page says the link is used up.
+        page.wait_for_text("#link-closed", "used up").await;
+        let (_, links) = s.admin_get_json("/v1/links").await;
+        let link = links["items"]
+            .as_array()
+            .or(links["links"].as_array())
+            .and_then(|all| all.iter().find(|l| l["label"] == "Browser test guests").cloned())
+            .unwrap_or_else(|| panic!("{links}"));
+        assert_eq!((link["uploads"].as_i64(), link["status"].as_str()), (Some(2), Some("used_up")), "{link}");
+
+        // Given a second link, when the admin revokes it in the list,
+        page.goto("/admin").await;
+        signed_in(&page).await;
+        page.fill("#link-label", "Revoked soon").await;
+        page.click("#create-link").await;
+        let second = page.value("#new-link input.copy-field").await;
+        page.wait_for_text("#link-list", "Revoked soon").await;
+        let row = page
+            .eval(
+                "return [...document.querySelectorAll('#link-list tr[data-id]')]\
+                 .find((r) => r.innerText.includes('Revoked soon')).dataset.id",
+                vec![],
+            )
+            .await;
+        page.click(&format!("#link-list tr[data-id={row}] button.revoke")).await;
+        confirm(&page).await;
+        page.wait_for(
+            "the row to show the revocation",
+            "return document.querySelector(`#link-list tr[data-id=\"${arguments[0]}\"] .status.revoked`)",
+            vec![row],
+        )
+        .await;
+
+        // then its page says so and offers no upload.
+        page.goto(second.strip_prefix(&page.base).unwrap()).await;
+        page.wait_for_text("#link-closed", "revoked").await;
+        let script = "const i = document.querySelector('#file-input'); return !i || i.offsetParent === null;";
+        page.wait_for("the uploader to be gone", script, vec![]).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_chart_counts_the_days_uploads() {
+    // Given three photos from three cameras uploaded today,
+    let server = Arc::new(Server::start().await);
+    let photos = ["cameras/Canon_40D.jpg", "cameras/Nikon_D70.jpg", "cameras/Sony_HDR-HC3.jpg"];
+    for p in photos {
+        upload(&server, p).await;
+    }
+    let s = server.clone();
+    browser::run("stats-chart", DESKTOP, &server.base, move |page| async move {
+        // when the admin opens the statistics,
+        sign_in(&page).await;
+
+        // then today's bar counts them, as the API does, and stands taller than an empty day;
+        let bar = format!(r#"svg#uploads-chart rect.bar[data-date="{}"]"#, today());
+        let count =
+            |n: u32| format!("const b = document.querySelector(arguments[0]); return b && b.dataset.count === '{n}';");
+        page.wait_for("today's bar to count 3", &count(3), vec![json!(bar)]).await;
+        let (_, stats) = s.admin_get_json("/v1/stats").await;
+        let api_today = stats["uploads_per_day"].as_array().unwrap().iter().find(|d| d["date"] == today()).cloned();
+        assert_eq!(api_today.map(|d| d["count"].clone()), Some(json!(3)), "{stats}");
+        let heights = page
+            .eval(
+                "const bars = [...document.querySelectorAll('svg#uploads-chart rect.bar')]; \
+                 return bars.map((b) => [b.dataset.count, b.getBBox().height]);",
+                vec![],
+            )
+            .await;
+        let heights = heights.as_array().unwrap();
+        assert!(heights.len() >= 7, "a chart of several days: {heights:?}");
+        let tallest_empty = heights.iter().filter(|h| h[0] == "0").map(|h| h[1].as_f64().unwrap()).fold(0.0, f64::max);
+        let today_height = heights.iter().find(|h| h[0] == "3").unwrap()[1].as_f64().unwrap();
+        assert!(today_height > tallest_empty + 10.0, "{heights:?}");
+
+        // and the formats and the cameras the oracle names are listed.
+        page.wait_for_text("#formats", "jpeg").await;
+        for p in photos {
+            page.wait_for_text("#cameras", oracle(p)["model"].as_str().unwrap()).await;
+        }
+
+        // When one more photo arrives and the admin refreshes, the bar follows.
+        upload(&s, "cameras/Pentax_K10D.jpg").await;
+        page.click("#refresh-stats").await;
+        page.wait_for("today's bar to count 4", &count(4), vec![json!(bar)]).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_started_in_the_page_shows_each_urls_status_live() {
+    // Given an origin on loopback with one photo and one missing file, which the importer may
+    // reach,
+    let origin = Origin::start(photos_dir()).await;
+    let server = Arc::new(Server::start_with(imghost::fetch::Fetcher::allowing(vec![origin.addr])).await);
+    let urls = [origin.url("/photos/cameras/Nikon_D70.jpg"), origin.url("/status/404")];
+    let s = server.clone();
+    browser::run("import", DESKTOP, &server.base, move |page| async move {
+        // when both URLs are pasted into the import page and the job started,
+        page.goto("/imports").await;
+        page.fill("#urls", &urls.join("\n")).await;
+        page.click("#start").await;
+
+        // then the good one ends done with a link to its image, the missing one failed with
+        // the API's reason, and the job as partial.
+        page.find(r#"#items tr[data-index="0"] .status.done"#).await;
+        page.find(r#"#items tr[data-index="1"] .status.failed"#).await;
+        page.wait_for_text("#job-status", "partial").await;
+        let job_id = page.eval("return location.hash.replace('#job=', '')", vec![]).await;
+        let (status, job) = s.get_json(&format!("/v1/imports/{}", job_id.as_str().unwrap())).await;
+        assert_eq!(status, 200, "{job}");
+        let reason = job["items"][1]["error"]["message"].as_str().unwrap();
+        let detail = page.text(r#"#items tr[data-index="1"] .detail"#).await;
+        assert!(detail.contains(reason), "the page says {detail:?}, the API says {reason:?}");
+
+        // When the page is reloaded it picks the job up again from its address,
+        page.client.refresh().await.unwrap();
+        page.find(r#"#items tr[data-index="0"] .status.done"#).await;
+
+        // and the image link leads to the imported image.
+        let image_id = job["items"][0]["image"]["id"].as_str().unwrap();
+        page.click(r#"#items tr[data-index="0"] a.image-link"#).await;
+        page.wait_for("the image page", "return location.pathname", vec![]).await;
+        assert_eq!(page.client.current_url().await.unwrap().path(), format!("/v/{image_id}"));
+        page.loaded_image("#image").await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_bought_in_the_admin_page_pay_for_text_and_image_memes() {
+    let server = Arc::new(Server::start().await);
+    let background = upload(&server, "cameras/fujifilm-dx10.jpg").await;
+    let s = server.clone();
+    browser::run("memes", DESKTOP, &server.base, move |page| async move {
+        // Given an account made in the admin page, with two tokens bought there,
+        sign_in(&page).await;
+        page.fill("#account-name", "Meme fan").await;
+        page.click("#create-account").await;
+        let key = page.value("#new-account input.copy-field").await;
+        page.wait_for_text("#account-list", "Meme fan").await;
+        page.fill("#account-list tr[data-id] input.amount", "2").await;
+        page.click("#account-list tr[data-id] button.buy").await;
+        page.wait_for_text("#account-list tr[data-id] td.remaining", "2").await;
+
+        // when its key is entered on the memes page, the balance shows the two tokens;
+        page.goto("/memes").await;
+        page.fill("#api-key", &format!("{key}{}", char::from(Key::Enter))).await;
+        page.wait_for_text("#remaining", "2").await;
+
+        // a text meme costs one,
+        page.fill("#lat", "52.52").await;
+        page.fill("#lon", "13.405").await;
+        page.fill("#query", "one does not simply").await;
+        page.click("#make").await;
+        let text = page.text("#meme-result .meme-text").await;
+        assert!(text.contains("one does not simply"), "{text}");
+        page.wait_for_text("#remaining", "1").await;
+
+        // an image meme on an uploaded photo costs the other and shows the captioned picture,
+        page.click(r#"input[name="format"][value="image"]"#).await;
+        page.fill("#image-id", background["id"].as_str().unwrap()).await;
+        page.click("#make").await;
+        let (w, h) = page.loaded_image("#meme-result img.meme-image").await;
+        assert!(w > 0 && h > 0);
+        page.wait_for_text("#remaining", "0").await;
+
+        // and with none left the page says why in the API's words.
+        let refusal: Value = s
+            .client
+            .get(s.url("/v1/memes?lat=1&lon=1&query=x&format=text"))
+            .bearer_auth(&key)
+            .header("idempotency-key", "probe-of-the-refusal")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let message = refusal["error"]["message"].as_str().unwrap_or_else(|| panic!("{refusal}"));
+        page.click("#make").await;
+        let said = page.text("#error").await;
+        assert!(said.contains(message), "the page says {said:?}, the API said {message:?}");
+        let balance: Value =
+            s.client.get(s.url("/v1/balance")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+        assert_eq!(balance["remaining"], 0, "{balance}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keepalive_entry_added_in_the_page_shows_its_loads_and_refusals() {
+    // Given a server whose keep-alive loads are dry runs (no request leaves the machine),
+    let server = Server::start().await;
+    browser::run("keepalive", DESKTOP, &server.base, move |page| async move {
+        // when an Imgur URL is added on the page and loaded at once,
+        page.goto("/keepalive").await;
+        page.fill("#url", "https://i.imgur.com/AbC12xY.jpg").await;
+        page.click("#add").await;
+        page.wait_for_text("#entries li.entry", "AbC12xY").await;
+        page.click("#entries li.entry button.load").await;
+
+        // then its history shows the load,
+        page.wait_for_text("#entries li.entry", "dry").await;
+
+        // and loading it again before it is due is refused in words.
+        page.click("#entries li.entry button.load").await;
+        let said = page.text("#entries li.entry [role=alert]").await;
+        assert!(!said.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_a_phone_and_loads_nothing_from_elsewhere() {
+    // Given an image and an invitation link, so that every page has something to show,
+    let server = Server::start().await;
+    let image = upload(&server, "cameras/olympus-c960.jpg").await;
+    let link: Value = server
+        .client
+        .post(server.url("/v1/links"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"expires_in": 3600, "max_uploads": 3}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pages = [
+        ("/".to_owned(), "upload"),
+        (format!("/v/{}", image["id"].as_str().unwrap()), "view"),
+        (format!("/u/{}", link["token"].as_str().unwrap()), "invite"),
+        ("/imports".to_owned(), "imports"),
+        ("/keepalive".to_owned(), "keepalive"),
+        ("/memes".to_owned(), "memes"),
+        ("/admin".to_owned(), "admin"),
+    ];
+    browser::run("phone-admin-signed-in", PHONE, &server.base, move |page| async move {
+        for (path, name) in pages {
+            // when each page is opened on a phone-sized screen, it has a heading and its
+            // script ran (the checks of `browser` then find no overflow, error or foreign load).
+            page.goto(&path).await;
+            page.text("main h1").await;
+            page.wait_for("the page's script to run", "return document.readyState === 'complete'", vec![]).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if let Err(problems) = page.check_current_document().await {
+                page.screenshot(&format!("phone-{name}")).await;
+                panic!("{problems}");
+            }
+            page.screenshot(&format!("phone-{name}")).await;
+        }
+
+        // The admin's signed-in sections (chart, tables of links, images and accounts) fit too.
+        sign_in(&page).await;
+        page.find("svg#uploads-chart rect.bar").await;
+        page.wait_for_text("#link-list", "active").await;
+        page.find("#image-list li[data-id]").await;
+    })
+    .await;
+}

@@ -1,0 +1,304 @@
+//! The `web` function: the pages people use, and `/v1/sharex.sxcu`.
+//!
+//! Pages are HTML fragments in `shared/web/pages/` wrapped in one layout here, with plain
+//! ES-module scripts and one stylesheet from `shared/web/assets/`. Everything is compiled into
+//! the binary, so a page never loads anything from another origin and a deployment carries
+//! its front end with it. Local mode can serve the files from disk instead
+//! ([`Assets::Dir`]), so the front end can be edited without rebuilding.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tracing::instrument;
+
+use super::base_url;
+use crate::error::{Error, Result};
+use crate::secret;
+use crate::state::{App, Delivery};
+use crate::uploads::UploadTarget;
+
+/// Where the front-end files come from.
+#[derive(Debug, Clone)]
+pub enum Assets {
+    /// The files compiled into the binary (every deployment).
+    Embedded,
+    /// A folder with the layout of `shared/web/` (front-end development in local mode).
+    Dir(PathBuf),
+}
+
+/// One page: its place in the navigation, its title, its fragment and its script.
+struct Page {
+    /// The fragment's file name in `pages/` and the script's in `assets/` (without extension).
+    name: &'static str,
+    title: &'static str,
+    /// The navigation entry this page highlights, if any.
+    nav: Option<&'static str>,
+}
+
+const PAGES: [Page; 7] = [
+    Page { name: "upload", title: "Upload images", nav: Some("/") },
+    Page { name: "view", title: "Image", nav: None },
+    Page { name: "invite", title: "Upload through an invitation", nav: None },
+    Page { name: "imports", title: "Import by URL", nav: Some("/imports") },
+    Page { name: "keepalive", title: "Imgur keep-alive", nav: Some("/keepalive") },
+    Page { name: "memes", title: "Memes", nav: Some("/memes") },
+    Page { name: "admin", title: "Administration", nav: Some("/admin") },
+];
+
+const NAV: [(&str, &str); 5] =
+    [("/", "Upload"), ("/imports", "Import"), ("/keepalive", "Keep-alive"), ("/memes", "Memes"), ("/admin", "Admin")];
+
+/// The compiled-in files, by their path under `shared/web/`.
+macro_rules! embed {
+    ($($path:literal),* $(,)?) => {
+        &[$(($path, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $path)) as &[u8])),*]
+    };
+}
+
+const EMBEDDED: &[(&str, &[u8])] = embed![
+    "pages/upload.html",
+    "pages/view.html",
+    "pages/invite.html",
+    "pages/imports.html",
+    "pages/keepalive.html",
+    "pages/memes.html",
+    "pages/admin.html",
+    "assets/app.css",
+    "assets/app.js",
+    "assets/uploader.js",
+    "assets/upload.js",
+    "assets/view.js",
+    "assets/invite.js",
+    "assets/imports.js",
+    "assets/keepalive.js",
+    "assets/memes.js",
+    "assets/admin.js",
+    "assets/favicon.svg",
+];
+
+impl Assets {
+    /// The file at `path` under `shared/web/`, or `None`.
+    fn get(&self, path: &str) -> Option<Cow<'static, [u8]>> {
+        match self {
+            Assets::Embedded => EMBEDDED.iter().find(|(p, _)| *p == path).map(|(_, bytes)| Cow::Borrowed(*bytes)),
+            Assets::Dir(dir) => {
+                // Only names this module knows are served, so no path reaches outside the folder.
+                EMBEDDED.iter().find(|(p, _)| *p == path)?;
+                std::fs::read(dir.join(path)).ok().map(Cow::Owned)
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct WebState {
+    app: App,
+    assets: Arc<Assets>,
+}
+
+/// The function's router, as its Lambda runs it.
+pub fn router(app: App) -> Router {
+    super::finish(routes(app, Assets::Embedded))
+}
+
+/// The routes alone, for merging with other functions' routes (the local runner).
+pub fn routes(app: App, assets: Assets) -> Router {
+    let state = WebState { app, assets: Arc::new(assets) };
+    let page = |index: usize| move |s: State<WebState>, h: HeaderMap| render(s, h, index);
+    Router::new()
+        .route("/", get(page(0)))
+        .route("/v/{id}", get(page(1)))
+        .route("/u/{token}", get(page(2)))
+        .route("/imports", get(page(3)))
+        .route("/keepalive", get(page(4)))
+        .route("/memes", get(page(5)))
+        .route("/admin", get(page(6)))
+        .route("/assets/{file}", get(asset))
+        .route("/v1/sharex.sxcu", get(sharex))
+        .with_state(state)
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[instrument(skip(state, headers), fields(page = PAGES[index].name))]
+async fn render(State(state): State<WebState>, headers: HeaderMap, index: usize) -> Result<Response> {
+    let page = &PAGES[index];
+    let body = state
+        .assets
+        .get(&format!("pages/{}.html", page.name))
+        .ok_or_else(|| Error::internal(format!("page {} is missing", page.name)))?;
+    let body = String::from_utf8_lossy(&body);
+    let nav: String = NAV
+        .iter()
+        .map(|(href, label)| {
+            let current = if page.nav == Some(*href) { r#" aria-current="page""# } else { "" };
+            format!(r#"<a href="{href}"{current}>{label}</a>"#)
+        })
+        .collect();
+    let html = format!(
+        r##"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{title} · imghost</title>
+<link rel="icon" href="/assets/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/assets/app.css">
+<script type="module" src="/assets/{name}.js"></script>
+</head>
+<body data-page="{name}">
+<a class="skip" href="#main">Skip to content</a>
+<header class="site"><a class="brand" href="/">imghost</a><nav aria-label="Main">{nav}</nav></header>
+<main id="main" tabindex="-1">
+{body}
+</main>
+</body>
+</html>
+"##,
+        title = escape(page.title),
+        name = page.name,
+    );
+    let mut response =
+        ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html)
+            .into_response();
+    secure(response.headers_mut(), &content_security_policy(&state.app, &headers));
+    Ok(response)
+}
+
+/// Headers every page carries. `no-referrer` matters most: `/u/{token}` has a secret in its
+/// path, and no other site may learn it from a Referer header.
+fn secure(headers: &mut HeaderMap, csp: &str) {
+    if let Ok(v) = HeaderValue::from_str(csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+/// The page's content security policy: scripts, styles and fonts only from this origin; images
+/// also from the CDN the images redirect to; uploads also to the bucket presigned forms post to.
+fn content_security_policy(app: &App, headers: &HeaderMap) -> String {
+    let origin_of = |url: &str| -> Option<String> {
+        let parsed = url::Url::parse(url).ok()?;
+        Some(parsed.origin().ascii_serialization()).filter(|o| o != "null")
+    };
+    let own = origin_of(&base_url(app, headers));
+    let mut img = vec!["'self'".to_owned(), "data:".to_owned(), "blob:".to_owned()];
+    let mut connect = vec!["'self'".to_owned()];
+    // The configured public URL may differ from the host the page was asked for.
+    img.extend(own.clone());
+    connect.extend(own);
+    if let Delivery::Redirect { base } = &app.delivery {
+        img.extend(origin_of(base));
+    }
+    if let UploadTarget::S3 { bucket, region, endpoint, .. } = &app.uploads {
+        match endpoint {
+            Some(e) => connect.extend(origin_of(e)),
+            None => connect.push(format!("https://{bucket}.s3.{region}.amazonaws.com")),
+        }
+    }
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src {}; connect-src {}; font-src 'self'; \
+         form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        img.join(" "),
+        connect.join(" ")
+    )
+}
+
+#[instrument(skip(state, headers))]
+async fn asset(State(state): State<WebState>, headers: HeaderMap, Path(file): Path<String>) -> Result<Response> {
+    let bytes = state.assets.get(&format!("assets/{file}")).ok_or_else(|| Error::not_found("file"))?;
+    let content_type = match file.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    };
+    // Revalidated on every use, so a deployment's new front end is picked up at once; the ETag
+    // keeps revalidation to a 304.
+    let etag = format!("\"{}\"", &secret::sha256_hex(&bytes)[..16]);
+    let common = [
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (header::ETAG, HeaderValue::from_str(&etag).map_err(Error::internal)?),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    ];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+    }
+    Ok((common, [(header::CONTENT_TYPE, content_type)], bytes.into_owned()).into_response())
+}
+
+/// A ShareX custom uploader for this deployment: files go to `POST /v1/images`, the link comes
+/// from the answer, and the deletion URL opens the image page with the delete token in the
+/// fragment (browsers never send a fragment to the server, so the token is not logged).
+#[instrument(skip_all)]
+async fn sharex(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    let base = base_url(&state.app, &headers);
+    let host = url::Url::parse(&base).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let body = json!({
+        "Version": "13.7.0",
+        "Name": format!("imghost ({host})"),
+        "DestinationType": "ImageUploader",
+        "RequestMethod": "POST",
+        "RequestURL": format!("{base}/v1/images"),
+        "Body": "MultipartFormData",
+        "FileFormName": "file",
+        "URL": "{json:link}",
+        "ThumbnailURL": "{json:variants.small.url}",
+        "DeletionURL": format!("{base}/v/{{json:id}}#delete={{json:delete_token}}"),
+        "ErrorMessage": "{json:error.message}",
+    });
+    let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+    let disposition = format!("attachment; filename=\"imghost-{}.sxcu\"", host.replace('"', ""));
+    (
+        [
+            (header::CONTENT_TYPE, "application/json; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "no-cache".to_owned()),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_and_script_is_embedded() {
+        for page in &PAGES {
+            assert!(Assets::Embedded.get(&format!("pages/{}.html", page.name)).is_some(), "{}", page.name);
+            assert!(Assets::Embedded.get(&format!("assets/{}.js", page.name)).is_some(), "{}", page.name);
+        }
+    }
+
+    #[test]
+    fn a_folder_serves_only_known_names() {
+        let dir = Assets::Dir(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/web")));
+        assert!(dir.get("assets/app.js").is_some());
+        assert!(dir.get("../Cargo.toml").is_none());
+        assert!(dir.get("assets/../../Cargo.toml").is_none());
+    }
+
+    #[test]
+    fn escape_covers_markup() {
+        assert_eq!(escape(r#"<a href="x">&</a>"#), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+    }
+}

@@ -1,0 +1,163 @@
+// Helpers every page shares: calling the API, showing its errors in words, and building DOM.
+// Plain ES modules, no build step: what the browser runs is what is in this folder.
+
+/** An error answer from the API, or a request that never got one. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * Calls the API and returns `{status, data, headers}`; throws ApiError for any answer that is
+ * not 2xx and for network failures, always with a message a person can read.
+ * `opts`: `json` (a body to send as JSON), `body` (sent as is), `token` (bearer), `headers`.
+ */
+export async function api(method, path, opts = {}) {
+  const headers = new Headers(opts.headers || {});
+  let body = opts.body;
+  if (opts.json !== undefined) {
+    headers.set("content-type", "application/json");
+    body = JSON.stringify(opts.json);
+  }
+  if (opts.token) headers.set("authorization", `Bearer ${opts.token}`);
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body, cache: "no-store" });
+  } catch (e) {
+    throw new ApiError(0, "network", "The server could not be reached. Check your connection and try again.");
+  }
+  return readAnswer(response.status, response.headers, await response.text());
+}
+
+/** Turns a status and body text into `{status, data, headers}` or an ApiError. */
+export function readAnswer(status, headers, text) {
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch (e) {
+      data = null;
+    }
+  }
+  if (status >= 200 && status < 300) return { status, data, headers };
+  const err = data && data.error;
+  if (err && err.message) throw new ApiError(status, err.code || "error", err.message);
+  throw new ApiError(status, "http_" + status, `The server answered ${status} without an explanation.`);
+}
+
+/**
+ * Builds an element: `h("a", {href: "/x", class: "btn"}, "text", child)`. Attributes starting
+ * with "on" become listeners; `null`/`false` children are skipped. Text is never parsed as HTML.
+ */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on") && typeof value === "function") el.addEventListener(name.slice(2), value);
+    else if (name === "dataset") Object.assign(el.dataset, value);
+    else el.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+/** Shows an error (ApiError or any Error or text) in `box`, an element with role="alert". */
+export function showError(box, err) {
+  const message = typeof err === "string" ? err : err && err.message ? err.message : String(err);
+  box.hidden = false;
+  box.textContent = message;
+  box.classList.add("error");
+}
+
+/** Empties and hides a message box. */
+export function clearMessage(box) {
+  box.hidden = true;
+  box.textContent = "";
+  box.classList.remove("error", "ok");
+}
+
+/** Shows a success message in `box`. */
+export function showOk(box, message) {
+  box.hidden = false;
+  box.textContent = message;
+  box.classList.remove("error");
+  box.classList.add("ok");
+}
+
+/** A button that copies `text()` to the clipboard and says so. */
+export function copyButton(text, label = "Copy") {
+  const button = h("button", { type: "button", class: "copy" }, label);
+  button.addEventListener("click", async () => {
+    const value = typeof text === "function" ? text() : text;
+    try {
+      await navigator.clipboard.writeText(value);
+      button.textContent = "Copied";
+    } catch (e) {
+      // Clipboard access needs a secure context; fall back to selecting the text.
+      const field = button.parentElement && button.parentElement.querySelector("input");
+      if (field) {
+        field.select();
+        button.textContent = "Press Ctrl+C";
+      }
+    }
+    setTimeout(() => (button.textContent = label), 2000);
+  });
+  return button;
+}
+
+/** A read-only text field with a copy button, for links and tokens. */
+export function copyField(value, label) {
+  const input = h("input", { type: "text", readonly: true, value, "aria-label": label, class: "copy-field" });
+  input.addEventListener("focus", () => input.select());
+  return h("div", { class: "copy-row" }, input, copyButton(() => input.value));
+}
+
+export function fmtBytes(n) {
+  if (n === null || n === undefined) return "";
+  const units = ["bytes", "KiB", "MiB", "GiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return i === 0 ? `${v} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+/** A timestamp in the reader's locale; `null` stays empty. */
+export function fmtDate(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
+}
+
+/** Seconds as "2 d 3 h", "5 h 10 min", "4 min 2 s" or "12 s". */
+export function fmtDuration(seconds) {
+  let s = Math.max(0, Math.floor(seconds));
+  const d = Math.floor(s / 86400);
+  s -= d * 86400;
+  const hh = Math.floor(s / 3600);
+  s -= hh * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  if (d > 0) return `${d} d ${hh} h`;
+  if (hh > 0) return `${hh} h ${m} min`;
+  if (m > 0) return `${m} min ${s} s`;
+  return `${s} s`;
+}
+
+/** A random idempotency key, so a retried request is not counted twice. */
+export function newKey() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Waits `ms` milliseconds. */
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
