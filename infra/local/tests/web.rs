@@ -151,6 +151,80 @@ async fn photos_chosen_in_the_file_picker_are_uploaded_and_their_variants_shown(
     .await;
 }
 
+/// A PNG of noise (which does not compress) of at least `bytes` bytes.
+fn noise_png(dir: &std::path::Path, bytes: usize) -> PathBuf {
+    let side = ((bytes / 3) as f64).sqrt().ceil() as u32 + 16;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let pixels = image::RgbImage::from_fn(side, side, |_, _| {
+        // xorshift64: fast, and random enough that deflate finds nothing to shorten.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        image::Rgb([state as u8, (state >> 8) as u8, (state >> 16) as u8])
+    });
+    let path = dir.join("noise.png");
+    pixels.save(&path).unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() as usize > bytes);
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_dropped_and_pasted_files_all_reach_the_uploader() {
+    // Given a PNG too large for one API request (5 MiB), and two photos,
+    let server = Arc::new(Server::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let large = noise_png(dir.path(), 6 * 1024 * 1024);
+    let s = server.clone();
+    browser::run("upload-large-drop-paste", DESKTOP, &server.base, move |page| async move {
+        page.goto("/").await;
+
+        // when the large one is chosen in the picker, it goes through a signed form and ends as
+        // an image of its own size;
+        page.attach("#file-input", std::slice::from_ref(&large)).await;
+        let script = "return document.querySelector('li.upload.done')?.dataset.id";
+        let id = page.wait_for("the large upload to finish", script, vec![]).await;
+        let (_, image) = s.get_json(&format!("/v1/images/{}", id.as_str().unwrap())).await;
+        let side = image::image_dimensions(&large).unwrap().0;
+        assert_eq!((image["format"].as_str(), image["width"].as_u64()), (Some("png"), Some(side as u64)), "{image}");
+        drop(dir);
+
+        // when a photo is dropped on the zone and another pasted into the page (the browser
+        // builds both events from bytes this page fetched, as a drag or a clipboard would
+        // carry them),
+        let photos = ["cameras/Nikon_D70.jpg", "cameras/Sony_HDR-HC3.jpg"];
+        let bytes: Vec<Value> =
+            photos.iter().map(|p| json!(std::fs::read(photo(p)).unwrap().iter().map(|b| *b as u32).collect::<Vec<_>>())).collect();
+        page.eval(
+            r##"const file = (bytes, name) => new File([new Uint8Array(bytes)], name, { type: "image/jpeg" });
+               const dropped = new DataTransfer();
+               dropped.items.add(file(arguments[0], "dropped.jpg"));
+               document.querySelector("#dropzone").dispatchEvent(
+                 new DragEvent("drop", { dataTransfer: dropped, bubbles: true, cancelable: true }));
+               const pasted = new DataTransfer();
+               pasted.items.add(file(arguments[1], "pasted.jpg"));
+               document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: pasted, bubbles: true, cancelable: true }));"##,
+            bytes,
+        )
+        .await;
+
+        // then both are uploaded too, each as the camera's photo.
+        let script = "return document.querySelectorAll('li.upload.done').length === 3";
+        page.wait_for("three finished uploads", script, vec![]).await;
+        let (_, listing) = s.admin_get_json("/v1/images").await;
+        let mut models: Vec<String> = listing["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["camera_model"].as_str().map(str::to_owned))
+            .collect();
+        models.sort();
+        let mut expected: Vec<String> = photos.iter().map(|p| oracle(p)["model"].as_str().unwrap().to_owned()).collect();
+        expected.sort();
+        assert_eq!(models, expected, "{listing}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_file_is_refused_in_words_on_a_phone() {
     // Given the words the API uses to refuse a damaged JPEG,
@@ -285,6 +359,15 @@ async fn the_stats_chart_counts_the_days_uploads() {
         upload(&s, "cameras/Pentax_K10D.jpg").await;
         page.click("#refresh-stats").await;
         page.wait_for("today's bar to count 4", &count(4), vec![json!(bar)]).await;
+
+        // When the admin deletes one of them from the image list, it is gone for the API too.
+        let script = "return document.querySelector('#image-list li[data-id]')?.dataset.id";
+        let victim = page.wait_for("an image in the list", script, vec![]).await.as_str().unwrap().to_owned();
+        page.click(&format!(r#"#image-list li[data-id="{victim}"] button.delete"#)).await;
+        confirm(&page).await;
+        let script = "return !document.querySelector(`#image-list li[data-id=\"${arguments[0]}\"]`)";
+        page.wait_for("the deleted image to leave the list", script, vec![json!(victim)]).await;
+        assert_eq!(s.get_json(&format!("/v1/images/{victim}")).await.0, 404);
     })
     .await;
 }
@@ -460,4 +543,51 @@ async fn every_page_fits_a_phone_and_loads_nothing_from_elsewhere() {
         page.find("#image-list li[data-id]").await;
     })
     .await;
+}
+
+#[tokio::test]
+async fn pages_carry_a_strict_policy_and_assets_revalidate() {
+    // Given a server,
+    let server = Server::start().await;
+    let get = |path: &str, etag: Option<&str>| {
+        let mut req = server.client.get(server.url(path));
+        if let Some(tag) = etag {
+            req = req.header("if-none-match", tag);
+        }
+        req.send()
+    };
+
+    // every page is HTML that may run only this origin's scripts and sends no Referer (the
+    // invitation page has its token in the address);
+    for path in ["/", "/v/AbCdEf12", "/u/some-token", "/imports", "/keepalive", "/memes", "/admin"] {
+        let resp = get(path, None).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let header = |name: &str| resp.headers()[name].to_str().unwrap().to_owned();
+        assert_eq!(header("content-type"), "text/html; charset=utf-8", "{path}");
+        let csp = header("content-security-policy");
+        for rule in ["default-src 'none'", "script-src 'self';", "style-src 'self';", "frame-ancestors 'none'"] {
+            assert!(csp.contains(rule), "{path}: {csp} lacks {rule}");
+        }
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+    }
+
+    // a script is revalidated by its ETag, and only the front end's own files are served;
+    let resp = get("/assets/app.js", None).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/javascript; charset=utf-8");
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(get("/assets/app.js", Some(&etag)).await.unwrap().status(), 304);
+    assert_eq!(get("/assets/app.js", Some("\"stale\"")).await.unwrap().status(), 200);
+    for path in ["/assets/nothing.js", "/assets/..%2FCargo.toml", "/assets/%2E%2E%2F%2E%2E%2FCargo.toml"] {
+        let resp = get(path, None).await.unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!((status, common::error_code(status, &body).as_str()), (404, "not_found"), "{path}");
+    }
+
+    // and the ShareX file names this server as the place to upload to.
+    let resp = get("/v1/sharex.sxcu", None).await.unwrap();
+    assert!(resp.headers()["content-disposition"].to_str().unwrap().starts_with("attachment; filename=\"imghost-"));
+    let sharex: Value = resp.json().await.unwrap();
+    assert_eq!(sharex["RequestURL"], server.url("/v1/images"));
+    assert_eq!((sharex["FileFormName"].as_str(), sharex["URL"].as_str()), (Some("file"), Some("{json:link}")));
 }
