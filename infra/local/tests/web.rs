@@ -121,6 +121,7 @@ async fn photos_chosen_in_the_file_picker_are_uploaded_and_their_variants_shown(
         );
         assert_eq!(size, expected);
         assert_eq!(page.find(small).await.attr("aria-pressed").await.unwrap().as_deref(), Some("true"));
+        page.screenshot("upload-and-view-small-variant").await;
 
         // and its public metadata: the camera and dimensions the ExifTool oracle names.
         let truth = oracle(camera);
@@ -275,6 +276,7 @@ async fn a_link_made_in_the_admin_page_takes_uploads_until_it_is_used_up_or_revo
 
         // and once both are used the page says the link is used up.
         page.wait_for_text("#link-closed", "used up").await;
+        page.screenshot("invitation-link-used-up").await;
         let (_, links) = s.admin_get_json("/v1/links").await;
         let link = links["items"]
             .as_array()
@@ -501,17 +503,8 @@ async fn every_page_fits_a_phone_and_loads_nothing_from_elsewhere() {
     // Given an image and an invitation link, so that every page has something to show,
     let server = Server::start().await;
     let image = upload(&server, "cameras/olympus-c960.jpg").await;
-    let link: Value = server
-        .client
-        .post(server.url("/v1/links"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"expires_in": 3600, "max_uploads": 3}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, link) = server.admin_post_json("/v1/links", &json!({"expires_in": 3600, "max_uploads": 3})).await;
+    assert_eq!(status, 201, "{link}");
     let pages = [
         ("/".to_owned(), "upload"),
         (format!("/v/{}", image["id"].as_str().unwrap()), "view"),

@@ -95,6 +95,13 @@ impl Server {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// POST a JSON body with the admin token; returns status and JSON body.
+    pub async fn admin_post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self.client.post(self.url(path)).bearer_auth(ADMIN_TOKEN).json(body).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let resp = self.client.get(self.url(path)).send().await.unwrap();
         let status = resp.status().as_u16();
