@@ -144,8 +144,10 @@ async fn photos_chosen_in_the_file_picker_are_uploaded_and_their_variants_shown(
         page.click("#delete-button").await;
         confirm(&page).await;
 
-        // then the image is gone, for the page and for the API.
+        // then the image is gone, for the page and for the API, and the focus is on the news.
         page.wait_for_text("main", "Deleted").await;
+        let script = "return document.activeElement && document.activeElement.id";
+        assert_eq!(page.eval(script, vec![]).await, "deleted");
         let (status, _) = s.get_json(&format!("/v1/images/{gps_id}")).await;
         assert_eq!(status, 404);
     })
@@ -361,6 +363,9 @@ async fn the_stats_chart_counts_the_days_uploads() {
         upload(&s, "cameras/Pentax_K10D.jpg").await;
         page.click("#refresh-stats").await;
         page.wait_for("today's bar to count 4", &count(4), vec![json!(bar)]).await;
+        // The button keeps the keyboard focus through its request, so a second press works.
+        let script = "return document.activeElement && document.activeElement.id";
+        assert_eq!(page.eval(script, vec![]).await, "refresh-stats");
 
         // When the admin deletes one of them from the image list, it is gone for the API too.
         let script = "return document.querySelector('#image-list li[data-id]')?.dataset.id";
@@ -422,12 +427,12 @@ async fn tokens_bought_in_the_admin_page_pay_for_text_and_image_memes() {
     browser::run("memes", DESKTOP, &server.base, move |page| async move {
         // Given an account made in the admin page, with two tokens bought there,
         sign_in(&page).await;
-        page.fill("#account-name", "Meme fan").await;
-        page.click("#create-account").await;
+        // (both forms filled and sent with the keyboard alone),
+        let enter = char::from(Key::Enter);
+        page.fill("#account-name", &format!("Meme fan{enter}")).await;
         let key = page.value("#new-account input.copy-field").await;
         page.wait_for_text("#account-list", "Meme fan").await;
-        page.fill("#account-list tr[data-id] input.amount", "2").await;
-        page.click("#account-list tr[data-id] button.buy").await;
+        page.fill("#account-list tr[data-id] input.amount", &format!("2{enter}")).await;
         page.wait_for_text("#account-list tr[data-id] td.remaining", "2").await;
 
         // when its key is entered on the memes page, the balance shows the two tokens;

@@ -13,6 +13,7 @@ import {
   fmtDate,
   fmtDuration,
   newKey,
+  whileBusy,
 } from "/assets/app.js";
 
 const STORAGE_KEY = "imghost.adminToken";
@@ -81,15 +82,18 @@ function report(box, err) {
   showError(box, err);
 }
 
-/** Disables a button while `work` runs, so a slow request is not sent twice. */
-async function busy(button, work) {
-  button.disabled = true;
-  button.setAttribute("aria-busy", "true");
-  try {
-    return await work();
-  } finally {
-    button.disabled = false;
-    button.removeAttribute("aria-busy");
+/**
+ * Runs "Show more": loads the next page with `load`, then moves the focus to the first row it
+ * added, where the keyboard user's reading continues (the button may be hidden now that nothing
+ * more is left). `rows` is the live list of rows or items.
+ */
+async function showMore(button, rows, load) {
+  const before = rows.length;
+  await whileBusy(button, load);
+  const first = rows[before];
+  if (first) {
+    first.tabIndex = -1;
+    first.focus();
   }
 }
 
@@ -160,7 +164,7 @@ async function signIn(candidate) {
 signInForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   const candidate = tokenInput.value.trim();
-  const accepted = await busy(signInButton, () => signIn(candidate));
+  const accepted = await whileBusy(signInButton, () => signIn(candidate));
   if (accepted) {
     tokenInput.value = "";
     $("stats-title").focus();
@@ -191,21 +195,25 @@ async function loadStats() {
   }
 }
 
-$("refresh-stats").addEventListener("click", (event) => busy(event.currentTarget, loadStats));
+$("refresh-stats").addEventListener("click", (event) => whileBusy(event.currentTarget, loadStats));
 
 function renderStats(stats) {
   const days = stats.uploads_per_day || [];
   const inRange = days.reduce((sum, d) => sum + d.count, 0);
   const totals = stats.totals || {};
   const figure = (label, value) => h("div", {}, h("strong", {}, value), h("span", { class: "muted" }, label));
-  $("totals").replaceChildren(
+  const figures = [
     figure("images stored", (totals.images ?? 0).toLocaleString()),
     figure("stored", fmtBytes(totals.bytes ?? 0)),
     figure(`uploads in the last ${days.length} days`, inRange.toLocaleString()),
     figure("uploads in all", (totals.uploads ?? 0).toLocaleString()),
     figure("of them duplicates", (totals.duplicates ?? 0).toLocaleString()),
     figure("most popular format", stats.most_popular_format || "none yet"),
-  );
+  ];
+  // #totals is a live region: rewriting it with the same figures (after a refresh or a delete
+  // that changed nothing shown) would read them all out again for nothing.
+  const totalsBox = $("totals");
+  if (totalsBox.textContent !== figures.map((f) => f.textContent).join("")) totalsBox.replaceChildren(...figures);
   $("uploads-chart-box").replaceChildren(uploadsChart(days));
 
   const countRows = (rows, empty) =>
@@ -340,7 +348,7 @@ async function loadLinks(reset) {
   }
 }
 
-moreLinks.addEventListener("click", () => busy(moreLinks, () => loadLinks(false)));
+moreLinks.addEventListener("click", () => showMore(moreLinks, linkRows.rows, () => loadLinks(false)));
 
 function linkRow(link) {
   const name = link.label ? link.label : h("span", { class: "muted" }, "(no label)");
@@ -377,7 +385,7 @@ async function revokeLink(link, button) {
   clearMessage(linksError);
   clearMessage(linksStatus);
   try {
-    await busy(button, () => adminApi("DELETE", `/v1/links/${encodeURIComponent(link.id)}`));
+    await whileBusy(button, () => adminApi("DELETE", `/v1/links/${encodeURIComponent(link.id)}`));
   } catch (err) {
     report(linksError, err);
     return;
@@ -414,7 +422,7 @@ $("link-form").addEventListener("submit", async (event) => {
   }
   let created;
   try {
-    created = (await busy($("create-link"), () => adminApi("POST", "/v1/links", { json: request }))).data;
+    created = (await whileBusy($("create-link"), () => adminApi("POST", "/v1/links", { json: request }))).data;
   } catch (err) {
     report(linksError, err);
     return;
@@ -464,7 +472,7 @@ async function loadImages(reset) {
   }
 }
 
-moreImages.addEventListener("click", () => busy(moreImages, () => loadImages(false)));
+moreImages.addEventListener("click", () => showMore(moreImages, imageList.children, () => loadImages(false)));
 
 function imageItem(image) {
   const small = image.variants && image.variants.small;
@@ -509,7 +517,7 @@ async function deleteImage(image, button) {
   clearMessage(imagesError);
   clearMessage(imagesStatus);
   try {
-    await busy(button, () => adminApi("DELETE", `/v1/images/${encodeURIComponent(image.id)}`));
+    await whileBusy(button, () => adminApi("DELETE", `/v1/images/${encodeURIComponent(image.id)}`));
   } catch (err) {
     report(imagesError, err);
     return;
@@ -552,7 +560,7 @@ async function loadAccounts(reset) {
   }
 }
 
-moreAccounts.addEventListener("click", () => busy(moreAccounts, () => loadAccounts(false)));
+moreAccounts.addEventListener("click", () => showMore(moreAccounts, accountRows.rows, () => loadAccounts(false)));
 
 function accountRow(account) {
   const amount = h("input", {
@@ -581,7 +589,7 @@ function accountRow(account) {
     let balance;
     try {
       balance = (
-        await busy(buy, () =>
+        await whileBusy(buy, () =>
           adminApi("POST", `/v1/accounts/${encodeURIComponent(account.account_id)}/tokens`, {
             json: { amount: value },
             headers: { "Idempotency-Key": pending.key },
@@ -622,7 +630,7 @@ $("account-form").addEventListener("submit", async (event) => {
   const name = $("account-name").value.trim();
   let created;
   try {
-    created = (await busy($("create-account"), () => adminApi("POST", "/v1/accounts", { json: { name } }))).data;
+    created = (await whileBusy($("create-account"), () => adminApi("POST", "/v1/accounts", { json: { name } }))).data;
   } catch (err) {
     report(accountsError, err);
     return;

@@ -24,12 +24,55 @@ export async function api(method, path, opts = {}) {
   }
   if (opts.token) headers.set("authorization", `Bearer ${opts.token}`);
   let response;
+  let text;
   try {
     response = await fetch(path, { method, headers, body, cache: "no-store" });
+    // Reading the body is inside the try too: a connection dropped halfway through the answer
+    // is a network failure, and the person should read that message rather than a bare TypeError.
+    text = await response.text();
   } catch (e) {
     throw new ApiError(0, "network", "The server could not be reached. Check your connection and try again.");
   }
-  return readAnswer(response.status, response.headers, await response.text());
+  return readAnswer(response.status, response.headers, text);
+}
+
+/**
+ * A URL from an API answer, made usable from this page. The server writes absolute URLs with its
+ * configured public address, which may name this same server under another host name; a URL on
+ * another origin whose path is this API's ("/v1/...") is therefore turned into a path on this
+ * origin, which the page's policy allows. Any other URL (a storage bucket's form, which is meant
+ * to be on another origin) is returned unchanged.
+ */
+export function local(url) {
+  if (!url) return url;
+  try {
+    const parsed = new URL(url, location.href);
+    if (parsed.origin !== location.origin && parsed.pathname.startsWith("/v1/")) return parsed.pathname + parsed.search;
+  } catch (e) {
+    // Not a URL at all: the request made with it fails and says so in words.
+  }
+  return url;
+}
+
+/**
+ * Disables `button` while `work` runs, so a slow request is not sent twice, and returns what
+ * `work` returns. A disabled button drops the keyboard focus to the page itself; when the button
+ * had the focus and nothing else has taken it since, it gets it back, so a keyboard user keeps
+ * their place. Focus is not taken when it was elsewhere (a form sent with Enter from a field, or
+ * a request started as the page loads).
+ */
+export async function whileBusy(button, work) {
+  const hadFocus = document.activeElement === button;
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try {
+    return await work();
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+    const active = document.activeElement;
+    if (hadFocus && (!active || active === document.body) && button.isConnected) button.focus();
+  }
 }
 
 /** Turns a status and body text into `{status, data, headers}` or an ApiError. */
@@ -90,32 +133,42 @@ export function showOk(box, message) {
   box.classList.add("ok");
 }
 
-/** A button that copies `text()` to the clipboard and says so. */
-export function copyButton(text, label = "Copy") {
-  const button = h("button", { type: "button", class: "copy" }, label);
+/**
+ * A button that copies `text()` to the clipboard and says so. Every such button reads "Copy";
+ * `name` (the copied field's label) goes into its accessible name, "Copy <name>", so a screen
+ * reader's list of buttons tells them apart.
+ */
+export function copyButton(text, name) {
+  const button = h("button", { type: "button", class: "copy" });
+  // The accessible name follows the visible words, so "Copied" is what a screen reader reads too.
+  const say = (words, spoken) => {
+    button.textContent = words;
+    if (name) button.setAttribute("aria-label", spoken);
+  };
+  say("Copy", `Copy ${name}`);
   button.addEventListener("click", async () => {
     const value = typeof text === "function" ? text() : text;
     try {
       await navigator.clipboard.writeText(value);
-      button.textContent = "Copied";
+      say("Copied", `Copied ${name}`);
     } catch (e) {
       // Clipboard access needs a secure context; fall back to selecting the text.
       const field = button.parentElement && button.parentElement.querySelector("input");
       if (field) {
         field.select();
-        button.textContent = "Press Ctrl+C";
+        say("Press Ctrl+C", `Press Ctrl+C to copy ${name}`);
       }
     }
-    setTimeout(() => (button.textContent = label), 2000);
+    setTimeout(() => say("Copy", `Copy ${name}`), 2000);
   });
   return button;
 }
 
-/** A read-only text field with a copy button, for links and tokens. */
+/** A read-only text field with a copy button, for links and tokens; `label` names both. */
 export function copyField(value, label) {
   const input = h("input", { type: "text", readonly: true, value, "aria-label": label, class: "copy-field" });
   input.addEventListener("focus", () => input.select());
-  return h("div", { class: "copy-row" }, input, copyButton(() => input.value));
+  return h("div", { class: "copy-row" }, input, copyButton(() => input.value, label));
 }
 
 export function fmtBytes(n) {

@@ -1,7 +1,7 @@
 // The import page: sends a list of URLs to POST /v1/imports and watches the job until every URL
 // has been fetched or has failed. The job id lives in the address (#job=<id>), so a reload or a
 // shared link resumes watching the same job.
-import { api, ApiError, h, showError, clearMessage, copyButton, sleep } from "/assets/app.js";
+import { api, ApiError, h, showError, clearMessage, copyButton, local, sleep, whileBusy } from "/assets/app.js";
 
 const form = document.getElementById("import-form");
 const textarea = document.getElementById("urls");
@@ -50,19 +50,6 @@ function readUrls() {
     .filter((line) => line !== "");
 }
 
-/**
- * `url` when it points at this page's origin, else null: the answer's status_url carries the
- * configured public address, which may name another host than the one this page came from.
- */
-function sameOrigin(url) {
-  if (!url) return null;
-  try {
-    return new URL(url, location.href).origin === location.origin ? url : null;
-  } catch (e) {
-    return null;
-  }
-}
-
 /** The job id in `#job=<id>`, or null. */
 function jobFromHash() {
   const match = /^#job=([A-Za-z0-9_-]+)$/.exec(location.hash);
@@ -84,7 +71,7 @@ function buildRow(index, url, token) {
       "aria-label": `Delete token for image ${index + 1}`,
     });
     field.addEventListener("focus", () => field.select());
-    tokenCell = h("td", {}, h("div", { class: "copy-row" }, field, copyButton(() => field.value)));
+    tokenCell = h("td", {}, h("div", { class: "copy-row" }, field, copyButton(() => field.value, `delete token for image ${index + 1}`)));
   } else {
     tokenCell = h("td", { class: "muted" }, "Not available here: it was shown once, when the import started");
   }
@@ -139,6 +126,9 @@ function updateStatus(view) {
   let text = `${LABELS[view.status] || view.status}: ${settled} of ${total} done`;
   if (counts.failed) text += ` (${counts.failed} failed)`;
   text += FINAL.has(view.status) ? "." : "…";
+  // #job-status is a live region: writing the same words every second would read them out again
+  // and again, so it is only written when they change.
+  if (jobStatus.textContent === `${text} ${view.status}`) return;
   const word = h("span", { class: `status ${view.status}` }, view.status);
   jobStatus.replaceChildren(text, " ", word);
 }
@@ -150,7 +140,9 @@ function updateStatus(view) {
 async function watch(jobId, statusUrl) {
   const mine = ++watchNumber;
   const tokens = loadTokens(jobId);
-  const url = sameOrigin(statusUrl) || `/v1/imports/${encodeURIComponent(jobId)}`;
+  // The status_url carries the configured public address, which may name another host than
+  // the one this page came from; local() turns it into a path on this page's origin.
+  const url = statusUrl ? local(statusUrl) : `/v1/imports/${encodeURIComponent(jobId)}`;
   jobSection.hidden = false;
   while (mine === watchNumber) {
     try {
@@ -184,21 +176,18 @@ form.addEventListener("submit", async (event) => {
   }
   // The server checks the list (count, schemes, lengths) and names the first bad entry, so
   // its answer is the one place those rules live.
-  startButton.disabled = true;
   try {
-    const { data } = await api("POST", "/v1/imports", { json: { urls } });
+    const { data } = await whileBusy(startButton, () => api("POST", "/v1/imports", { json: { urls } }));
     const tokens = data.delete_tokens || [];
     saveTokens(data.job_id, tokens);
     showJob(urls, tokens);
     jobStatus.textContent = `Queued: 0 of ${urls.length} done…`;
-    // Replacing the hash (not pushing) keeps Back going to where the person came from; the
-    // hashchange handler ignores the job that is already being watched.
+    // Replacing the hash (not pushing) keeps Back going to where the person came from, and
+    // replaceState fires no hashchange, so the watch started below is the only one for this job.
     history.replaceState(null, "", `#job=${data.job_id}`);
     watch(data.job_id, data.status_url);
   } catch (err) {
     showError(errorBox, err);
-  } finally {
-    startButton.disabled = false;
   }
 });
 

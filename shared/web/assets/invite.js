@@ -4,8 +4,17 @@
 import { api, h, showError, clearMessage, fmtDuration, fmtDate } from "/assets/app.js";
 import { mountUploader } from "/assets/uploader.js";
 
-const token = decodeURIComponent(location.pathname.replace(/^\/u\//, "").replace(/\/+$/, ""));
-const linkUrl = `/v1/links/${encodeURIComponent(token)}`;
+/** The token in the path, or null when the path holds a malformed %-escape (a mangled copy). */
+function tokenFromPath() {
+  try {
+    return decodeURIComponent(location.pathname.replace(/^\/u\//, "").replace(/\/+$/, ""));
+  } catch (e) {
+    return null;
+  }
+}
+
+const token = tokenFromPath();
+const linkUrl = `/v1/links/${encodeURIComponent(token ?? "")}`;
 
 const errorBox = document.getElementById("error");
 const closedBox = document.getElementById("link-closed");
@@ -62,6 +71,9 @@ function showStatus() {
 function close(reason) {
   if (closed) return;
   closed = true;
+  // Hiding the uploader (or moving its list out) drops a focus that was inside it; the message
+  // saying why takes it then, so a keyboard user is not sent back to the top of the page.
+  const hadFocus = root.contains(document.activeElement);
   if (uploader) {
     uploader.close("Not sent: this upload link no longer accepts images.");
     // The finished uploads hold their links and delete tokens; they must stay visible.
@@ -72,6 +84,7 @@ function close(reason) {
   closedBox.textContent = CLOSED_MESSAGES[reason] || CLOSED_MESSAGES.expired;
   closedBox.hidden = false;
   closedBox.classList.add("error");
+  if (hadFocus) closedBox.focus();
 }
 
 /** Reads the link's status and opens or closes the uploader to match. */
@@ -103,5 +116,10 @@ async function refresh() {
   }
 }
 
-if (token) refresh();
-else close("missing");
+if (token === null) {
+  showError(errorBox, "This address is not valid: part of it is garbled. Check that you copied the whole link.");
+} else if (token) {
+  refresh();
+} else {
+  close("missing");
+}

@@ -1,7 +1,7 @@
 // The keep-alive page: adds Imgur URLs to POST /v1/keepalive and shows the entries this browser
 // added. The server answers an entry's manage token only once, so the entries (with their
 // tokens) are remembered in localStorage; without the token an entry cannot be stopped here.
-import { api, ApiError, h, showError, showOk, clearMessage, fmtDate, fmtDuration, sleep } from "/assets/app.js";
+import { api, ApiError, h, showError, showOk, clearMessage, fmtDate, fmtDuration, sleep, whileBusy } from "/assets/app.js";
 
 const STORAGE_KEY = "imghost.keepalive";
 
@@ -244,9 +244,12 @@ function renderAll() {
 
 async function loadNow(parts) {
   clearEntryMessages(parts);
-  parts.load.disabled = true;
   try {
-    const { data } = await api("POST", `/v1/keepalive/${encodeURIComponent(parts.saved.id)}/load`);
+    // The button is enabled again when the answer arrives; `fill` then disables it if the
+    // entry is finished, as it does for every answer.
+    const { data } = await whileBusy(parts.load, () =>
+      api("POST", `/v1/keepalive/${encodeURIComponent(parts.saved.id)}/load`),
+    );
     fill(parts, data);
     entryNote(parts, "A view was queued; its result appears below in a moment.");
     // The loader works in the background: look again a few times until the view is recorded.
@@ -254,7 +257,9 @@ async function loadNow(parts) {
       await sleep(1500);
       if (!parts.li.isConnected) return;
       const view = await refresh(parts);
-      if (!view || view.status !== "queued") break;
+      // Without a view, refresh has shown why in the entry's alert; a note now would hide it.
+      if (!view) return;
+      if (view.status !== "queued") break;
     }
     if (parts.li.isConnected && parts.status.textContent !== "queued") {
       entryNote(parts, "The view is done; its result is listed under Recent views.");
@@ -268,25 +273,24 @@ async function loadNow(parts) {
     } else {
       entryError(parts, err);
     }
-    await refresh(parts).catch(() => {});
-  } finally {
-    if (parts.li.isConnected && ["waiting", "queued"].includes(parts.status.textContent)) parts.load.disabled = false;
+    // refresh shows its own failures and never rejects, so it needs no catch here.
+    await refresh(parts);
   }
 }
 
 async function stop(parts) {
   clearEntryMessages(parts);
-  parts.remove.disabled = true;
   try {
-    await api("DELETE", `/v1/keepalive/${encodeURIComponent(parts.saved.id)}`, {
-      headers: { "X-Manage-Token": parts.saved.manage_token },
-    });
+    await whileBusy(parts.remove, () =>
+      api("DELETE", `/v1/keepalive/${encodeURIComponent(parts.saved.id)}`, {
+        headers: { "X-Manage-Token": parts.saved.manage_token },
+      }),
+    );
     forget(parts.saved.id);
     removeFromPage(parts);
     showOk(notice, `Stopped keeping ${parts.link.textContent} alive.`);
   } catch (err) {
     entryError(parts, err);
-    parts.remove.disabled = false;
   }
 }
 
@@ -317,9 +321,8 @@ form.addEventListener("submit", async (event) => {
     urlInput.focus();
     return;
   }
-  addButton.disabled = true;
   try {
-    const { status, data } = await api("POST", "/v1/keepalive", { json: { url } });
+    const { status, data } = await whileBusy(addButton, () => api("POST", "/v1/keepalive", { json: { url } }));
     const known = shown.get(data.id);
     const stored = remember(data.id, data.url || url, data.manage_token);
     if (status === 201) {
@@ -346,8 +349,6 @@ form.addEventListener("submit", async (event) => {
     urlInput.value = "";
   } catch (err) {
     showError(errorBox, err);
-  } finally {
-    addButton.disabled = false;
   }
 });
 

@@ -1,7 +1,7 @@
 // The memes page: checks an account's API key with GET /v1/balance, then asks GET /v1/memes
 // for one meme per submission. The key is a secret, so it is kept in sessionStorage (gone when
 // the tab closes), never in localStorage.
-import { api, ApiError, h, showError, clearMessage, newKey } from "/assets/app.js";
+import { api, ApiError, h, showError, clearMessage, newKey, whileBusy } from "/assets/app.js";
 
 const KEY_STORAGE = "imghost.apiKey";
 
@@ -61,9 +61,8 @@ function enableMemes(on) {
 /** Checks the key with GET /v1/balance and, when it is accepted, opens the meme form. */
 async function useKey(key) {
   clearMessage(errorBox);
-  useKeyButton.disabled = true;
   try {
-    const { data } = await api("GET", "/v1/balance", { token: key });
+    const { data } = await whileBusy(useKeyButton, () => api("GET", "/v1/balance", { token: key }));
     acceptedKey = key;
     storeKey(key);
     setRemaining(data.remaining);
@@ -81,13 +80,14 @@ async function useKey(key) {
       showError(errorBox, err);
     }
     return false;
-  } finally {
-    useKeyButton.disabled = false;
   }
 }
 
 keyForm.addEventListener("submit", async (event) => {
   event.preventDefault();
+  // The form is novalidate so that an empty key gets this page's message in #error rather than
+  // the browser's bubble; the previous message goes first, so the new one is announced afresh.
+  clearMessage(errorBox);
   const key = keyInput.value.trim();
   if (!key) {
     showError(errorBox, "Enter your API key.");
@@ -127,7 +127,17 @@ function showMeme(data, query) {
   if (data.format === "image") {
     const page = pageOf(data.meme);
     parts.push(
-      h("figure", { class: "figure" }, h("img", { src: data.meme, alt: `Meme: ${query}`, class: "meme-image" })),
+      h(
+        "figure",
+        { class: "figure" },
+        h("img", {
+          src: data.meme,
+          alt: `Meme: ${query}`,
+          class: "meme-image",
+          // A broken image shows only its alt text, which reads like success: say it failed.
+          onerror: () => showError(errorBox, "The image could not be loaded."),
+        }),
+      ),
       h(
         "p",
         {},
@@ -180,13 +190,13 @@ memeForm.addEventListener("submit", async (event) => {
   const fingerprint = `${acceptedKey}\n${params}`;
   const key = unsettled && unsettled.fingerprint === fingerprint ? unsettled.key : newKey();
   unsettled = { fingerprint, key };
-  makeButton.disabled = true;
-  makeButton.setAttribute("aria-busy", "true");
   try {
-    const { data } = await api("GET", `/v1/memes?${params}`, {
-      token: acceptedKey,
-      headers: { "Idempotency-Key": key },
-    });
+    const { data } = await whileBusy(makeButton, () =>
+      api("GET", `/v1/memes?${params}`, {
+        token: acceptedKey,
+        headers: { "Idempotency-Key": key },
+      }),
+    );
     unsettled = null;
     showMeme(data, query);
     if (data.remaining !== undefined && data.remaining !== null) setRemaining(data.remaining);
@@ -211,9 +221,6 @@ memeForm.addEventListener("submit", async (event) => {
     } else {
       showError(errorBox, err);
     }
-  } finally {
-    makeButton.disabled = false;
-    makeButton.removeAttribute("aria-busy");
   }
 });
 

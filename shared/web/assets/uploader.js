@@ -2,7 +2,7 @@
 // paste all feed one queue; each file is sent on its own request so it gets its own progress bar,
 // its own result and its own error in words.
 
-import { api, ApiError, readAnswer, h, copyButton, copyField, sleep } from "/assets/app.js";
+import { api, ApiError, readAnswer, h, showError, copyButton, copyField, local, sleep, whileBusy } from "/assets/app.js";
 
 /** Files above this go through a presigned form: the API takes at most 5 MiB per request, and
  * the multipart wrapping needs some room of its own. */
@@ -176,8 +176,9 @@ async function sendLarge(item, url, headers) {
   // The file goes last: S3 ignores every field after it.
   form.append(created.form.file_field || "file", item.file, item.name);
   setProgress(item, 0);
-  // The form may point at a bucket on another origin, which must not receive this site's headers.
-  await post(created.form.url, form, {}, item);
+  // The form may point at a bucket on another origin, which must not receive this site's headers;
+  // local() keeps such a URL as it is and only maps this API under another host name to this origin.
+  await post(local(created.form.url), form, {}, item);
   setProcessing(item);
   const deadline = Date.now() + PROCESSING_LIMIT_MS;
   let wait = 500;
@@ -187,7 +188,8 @@ async function sendLarge(item, url, headers) {
     wait = Math.min(wait * 1.5, 3000);
     let status;
     try {
-      status = (await api("GET", created.status_url, { headers })).data;
+      // The status URL carries the configured public address, which may name another host.
+      status = (await api("GET", local(created.status_url), { headers })).data;
     } catch (err) {
       // A dropped connection or a busy server is worth a few more tries; anything else is final.
       if ((err.status === 0 || err.status >= 500) && hiccups < 3) {
@@ -260,7 +262,12 @@ function showDone(item, { image, duplicate, token }) {
   state.textContent = "Done";
   const small = image.variants && image.variants.small;
   const src = small && small.status === "ready" ? small.url : image.link;
-  slot.replaceChildren(h("img", { class: "thumb", src, alt: item.name }));
+  // The item's alert says when something goes wrong after the upload: the thumbnail failing to
+  // load (which otherwise shows only its alt text) or a refused deletion.
+  const alert = h("p", { class: "error", role: "alert", hidden: true });
+  const thumb = h("img", { class: "thumb", src, alt: item.name });
+  thumb.addEventListener("error", () => showError(alert, "The image could not be loaded."));
+  slot.replaceChildren(thumb);
 
   const details = h(
     "div",
@@ -274,30 +281,28 @@ function showDone(item, { image, duplicate, token }) {
     const id = `delete-token-${fieldCounter}`;
     const tokenInput = h("input", { type: "text", id, class: "delete-token", readonly: true, value: token });
     tokenInput.addEventListener("focus", () => tokenInput.select());
-    const alert = h("p", { class: "error", role: "alert", hidden: true });
     const button = h("button", { type: "button", class: "danger delete" }, "Delete image");
     button.addEventListener("click", () => remove(item, image, token, button, details, alert));
     details.append(
       h("label", { for: id }, "Delete token"),
       h("p", { class: "muted" }, "Keep this token: it is shown only now, and it is the only way to delete the image."),
-      h("div", { class: "copy-row" }, tokenInput, copyButton(() => tokenInput.value)),
+      h("div", { class: "copy-row" }, tokenInput, copyButton(() => tokenInput.value, "delete token")),
       h("p", {}, button),
-      alert,
     );
   }
+  details.append(alert);
   body.append(details);
 }
 
 async function remove(item, image, token, button, details, alert) {
   if (!confirm(`Delete ${item.name}? Its links stop working at once.`)) return;
-  button.disabled = true;
   alert.hidden = true;
   try {
-    await api("DELETE", `/v1/images/${encodeURIComponent(image.id)}`, { headers: { "X-Delete-Token": token } });
+    await whileBusy(button, () =>
+      api("DELETE", `/v1/images/${encodeURIComponent(image.id)}`, { headers: { "X-Delete-Token": token } }),
+    );
   } catch (err) {
-    button.disabled = false;
-    alert.hidden = false;
-    alert.textContent = err.message;
+    showError(alert, err);
     return;
   }
   item.li.classList.remove("done");
@@ -305,6 +310,10 @@ async function remove(item, image, token, button, details, alert) {
   item.state.textContent = "Deleted";
   item.slot.replaceChildren();
   details.replaceChildren();
+  // The Delete button had the focus and is gone with the details; the item's state, which now
+  // says "Deleted", takes it so a keyboard user stays at this item.
+  item.state.tabIndex = -1;
+  item.state.focus();
 }
 
 function showFailed(item, err) {

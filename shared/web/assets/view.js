@@ -1,7 +1,7 @@
 // The page of one image: the image in the size the reader picks, its link, its public metadata,
 // and a delete button when the page was opened with the delete token in its fragment.
 
-import { api, h, showError, showOk, clearMessage, copyField, fmtBytes, fmtDate, sleep } from "/assets/app.js";
+import { api, h, showError, showOk, clearMessage, copyField, fmtBytes, fmtDate, sleep, whileBusy } from "/assets/app.js";
 
 const SIZES = ["small", "medium", "large", "original"];
 /** Variants are usually made within seconds; after this long the page stops asking. */
@@ -14,7 +14,19 @@ const dims = document.getElementById("size-dimensions");
 const meta = document.getElementById("meta");
 const buttons = new Map(SIZES.map((s) => [s, document.querySelector(`#sizes [data-size="${s}"]`)]));
 
-const id = decodeURIComponent(location.pathname.replace(/^\/v\//, "").replace(/\/+$/, ""));
+/** What the page says when its address holds a malformed %-escape, e.g. from a mangled copy. */
+const BAD_ADDRESS = "This address is not valid: part of it is garbled. Check that you copied the whole link.";
+
+/** The image id in the path, or null when the path cannot be decoded. */
+function idFromPath() {
+  try {
+    return decodeURIComponent(location.pathname.replace(/^\/v\//, "").replace(/\/+$/, ""));
+  } catch (e) {
+    return null;
+  }
+}
+
+const id = idFromPath();
 let image = null;
 let chosen = null;
 // Once the reader picks a size, a variant becoming ready no longer changes the choice.
@@ -122,18 +134,25 @@ async function load() {
 function setUpDelete() {
   const match = /^#delete=(.+)$/.exec(location.hash);
   if (!match) return;
-  const token = decodeURIComponent(match[1]);
+  let token;
+  try {
+    token = decodeURIComponent(match[1]);
+  } catch (e) {
+    // The image itself is fine, so it stays shown; only deleting is not offered.
+    showError(errorBox, `${BAD_ADDRESS} The delete token in it cannot be read, so the image cannot be deleted here.`);
+    return;
+  }
   const area = document.getElementById("delete-area");
   const button = document.getElementById("delete-button");
   area.hidden = false;
   button.addEventListener("click", async () => {
     if (!confirm("Delete this image? Its links stop working at once.")) return;
-    button.disabled = true;
     clearMessage(errorBox);
     try {
-      await api("DELETE", `/v1/images/${encodeURIComponent(image.id)}`, { headers: { "X-Delete-Token": token } });
+      await whileBusy(button, () =>
+        api("DELETE", `/v1/images/${encodeURIComponent(image.id)}`, { headers: { "X-Delete-Token": token } }),
+      );
     } catch (err) {
-      button.disabled = false;
       showError(errorBox, err);
       return;
     }
@@ -142,9 +161,19 @@ function setUpDelete() {
     img.removeAttribute("src");
     // The token has done its work; it should not stay in the address bar or the history.
     history.replaceState(null, "", location.pathname);
-    showOk(document.getElementById("deleted"), "Deleted. The image and its links are gone.");
+    const done = document.getElementById("deleted");
+    showOk(done, "Deleted. The image and its links are gone.");
+    // The Delete button had the focus and is hidden with the image; the message takes it.
+    done.focus();
   });
 }
+
+// A broken image shows only its alt text, which reads like success: say in words that it failed.
+// An image taken away on purpose (after a deletion, or with no source) is not a failure.
+img.addEventListener("error", () => {
+  if (deleted || !img.getAttribute("src")) return;
+  showError(errorBox, "The image could not be loaded.");
+});
 
 for (const [size, button] of buttons) {
   button.addEventListener("click", () => {
@@ -153,4 +182,5 @@ for (const [size, button] of buttons) {
   });
 }
 
-load();
+if (id === null) showError(errorBox, BAD_ADDRESS);
+else load();
