@@ -81,6 +81,11 @@ function close(reason) {
   }
   root.hidden = true;
   if (reason === "missing") statusSection.hidden = true;
+  // A closed link has no time left, whatever its expiry says, and a revoked or expired one no
+  // uploads left either: the figures must not contradict the message below them.
+  clearInterval(clock);
+  timeLeft.textContent = "None";
+  if (link && reason !== "used_up") uploadsLeft.textContent = `${link.uploads || 0} of ${link.max_uploads} uploads made`;
   closedBox.textContent = CLOSED_MESSAGES[reason] || CLOSED_MESSAGES.expired;
   closedBox.hidden = false;
   closedBox.classList.add("error");
