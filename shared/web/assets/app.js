@@ -75,6 +75,23 @@ export async function whileBusy(button, work) {
   }
 }
 
+/**
+ * The part of this page's path after `prefix` (e.g. the token of "/u/<token>"), decoded; null
+ * when it holds a malformed %-escape, as a mangled copy of a link can.
+ */
+export function pathAfter(prefix) {
+  try {
+    return decodeURIComponent(location.pathname.slice(prefix.length).replace(/\/+$/, ""));
+  } catch (e) {
+    return null;
+  }
+}
+
+/** Deletes an upload of an image with the delete token it was given (one page or another). */
+export function deleteWithToken(imageId, token) {
+  return api("DELETE", `/v1/images/${encodeURIComponent(imageId)}`, { headers: { "X-Delete-Token": token } });
+}
+
 /** Turns a status and body text into `{status, data, headers}` or an ApiError. */
 export function readAnswer(status, headers, text) {
   let data = null;

@@ -1,19 +1,10 @@
 // The page an invitation link opens: how long the link still works and how many uploads it has
 // left, and the uploader while it works. The token is in the path, and it is the only key.
 
-import { api, h, showError, clearMessage, fmtDuration, fmtDate } from "/assets/app.js";
+import { api, h, showError, clearMessage, fmtDuration, fmtDate, pathAfter } from "/assets/app.js";
 import { mountUploader } from "/assets/uploader.js";
 
-/** The token in the path, or null when the path holds a malformed %-escape (a mangled copy). */
-function tokenFromPath() {
-  try {
-    return decodeURIComponent(location.pathname.replace(/^\/u\//, "").replace(/\/+$/, ""));
-  } catch (e) {
-    return null;
-  }
-}
-
-const token = tokenFromPath();
+const token = pathAfter("/u/");
 const linkUrl = `/v1/links/${encodeURIComponent(token ?? "")}`;
 
 const errorBox = document.getElementById("error");

@@ -2,7 +2,7 @@
 // paste all feed one queue; each file is sent on its own request so it gets its own progress bar,
 // its own result and its own error in words.
 
-import { api, ApiError, readAnswer, h, showError, copyButton, copyField, local, sleep, whileBusy } from "/assets/app.js";
+import { api, ApiError, readAnswer, h, showError, copyButton, copyField, local, sleep, whileBusy, deleteWithToken } from "/assets/app.js";
 
 /** Files above this go through a presigned form: the API takes at most 5 MiB per request, and
  * the multipart wrapping needs some room of its own. */
@@ -299,7 +299,7 @@ async function remove(item, image, token, button, details, alert) {
   alert.hidden = true;
   try {
     await whileBusy(button, () =>
-      api("DELETE", `/v1/images/${encodeURIComponent(image.id)}`, { headers: { "X-Delete-Token": token } }),
+      deleteWithToken(image.id, token),
     );
   } catch (err) {
     showError(alert, err);

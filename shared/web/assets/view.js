@@ -1,7 +1,20 @@
 // The page of one image: the image in the size the reader picks, its link, its public metadata,
 // and a delete button when the page was opened with the delete token in its fragment.
 
-import { api, h, showError, showOk, clearMessage, copyField, fmtBytes, fmtDate, sleep, whileBusy } from "/assets/app.js";
+import {
+  api,
+  h,
+  showError,
+  showOk,
+  clearMessage,
+  copyField,
+  fmtBytes,
+  fmtDate,
+  sleep,
+  whileBusy,
+  pathAfter,
+  deleteWithToken,
+} from "/assets/app.js";
 
 const SIZES = ["small", "medium", "large", "original"];
 /** Variants are usually made within seconds; after this long the page stops asking. */
@@ -17,16 +30,7 @@ const buttons = new Map(SIZES.map((s) => [s, document.querySelector(`#sizes [dat
 /** What the page says when its address holds a malformed %-escape, e.g. from a mangled copy. */
 const BAD_ADDRESS = "This address is not valid: part of it is garbled. Check that you copied the whole link.";
 
-/** The image id in the path, or null when the path cannot be decoded. */
-function idFromPath() {
-  try {
-    return decodeURIComponent(location.pathname.replace(/^\/v\//, "").replace(/\/+$/, ""));
-  } catch (e) {
-    return null;
-  }
-}
-
-const id = idFromPath();
+const id = pathAfter("/v/");
 let image = null;
 let chosen = null;
 // Once the reader picks a size, a variant becoming ready no longer changes the choice.
@@ -150,7 +154,7 @@ function setUpDelete() {
     clearMessage(errorBox);
     try {
       await whileBusy(button, () =>
-        api("DELETE", `/v1/images/${encodeURIComponent(image.id)}`, { headers: { "X-Delete-Token": token } }),
+        deleteWithToken(image.id, token),
       );
     } catch (err) {
       showError(errorBox, err);
