@@ -16,8 +16,12 @@ pub enum Storage {
 pub struct Config {
     pub storage: Storage,
     /// Base URL for links, e.g. `https://img.example.com`. When unset, links are built from the
-    /// request's `Host` and `X-Forwarded-Proto`.
+    /// request's `Host` (which API Gateway sets to the API's own domain) over HTTPS, or from
+    /// `X-Forwarded-Host`/`-Proto` when `trust_proxy` is set.
     pub public_url: Option<String>,
+    /// A trusted proxy in front sets `X-Forwarded-Host` and `X-Forwarded-Proto`
+    /// (`IMGHOST_TRUST_PROXY=1`). Off by default: a client can send those headers too.
+    pub trust_proxy: bool,
     /// Base URL of the CDN in front of the bucket. When set, `/i/...` redirects there instead of
     /// answering with the bytes.
     pub cdn_url: Option<String>,
@@ -37,6 +41,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("storage", &self.storage)
             .field("public_url", &self.public_url)
+            .field("trust_proxy", &self.trust_proxy)
             .field("cdn_url", &self.cdn_url)
             .field("admin_token_param", &self.admin_token_param)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
@@ -55,7 +60,7 @@ impl Config {
     /// `IMGHOST_STORAGE` (`local`, the default, or `aws`), `IMGHOST_DATA_DIR` (default `./data`),
     /// `IMGHOST_BUCKET`, `IMGHOST_TABLE`, `IMGHOST_PUBLIC_URL`, `IMGHOST_CDN_URL`,
     /// `IMGHOST_ADMIN_TOKEN_PARAM`, `IMGHOST_ADMIN_TOKEN`, `IMGHOST_IMPORT_QUEUE_URL`,
-    /// `IMGHOST_KEEPALIVE_QUEUE_URL`.
+    /// `IMGHOST_KEEPALIVE_QUEUE_URL`, `IMGHOST_TRUST_PROXY`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -77,6 +82,7 @@ impl Config {
         Ok(Config {
             storage,
             public_url: url("IMGHOST_PUBLIC_URL"),
+            trust_proxy: matches!(get("IMGHOST_TRUST_PROXY").as_deref(), Some("1" | "true")),
             cdn_url: url("IMGHOST_CDN_URL"),
             admin_token_param: get("IMGHOST_ADMIN_TOKEN_PARAM"),
             admin_token: get("IMGHOST_ADMIN_TOKEN"),

@@ -49,6 +49,7 @@ impl Error {
             // The backend being down or throttled is worth retrying; say so with 503.
             Error::Store(StoreError::Backend(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(StoreError::ConditionFailed { .. }) => StatusCode::CONFLICT,
+            Error::Store(StoreError::InvalidCursor(_)) => StatusCode::BAD_REQUEST,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -59,6 +60,7 @@ impl Error {
             Error::Client { code, .. } => code,
             Error::Store(StoreError::Backend(_)) => "unavailable",
             Error::Store(StoreError::ConditionFailed { .. }) => "conflict",
+            Error::Store(StoreError::InvalidCursor(_)) => "invalid_cursor",
             Error::Internal(_) => "internal",
         }
     }
@@ -70,6 +72,7 @@ impl Error {
             Error::Client { message, .. } => message.clone(),
             Error::Store(StoreError::Backend(_)) => "storage is temporarily unavailable; try again".into(),
             Error::Store(StoreError::ConditionFailed { .. }) => "the resource changed concurrently; try again".into(),
+            Error::Store(StoreError::InvalidCursor(_)) => "the cursor is not one this listing returned".into(),
             Error::Internal(_) => "internal error".into(),
         }
     }
@@ -79,7 +82,7 @@ impl Error {
         match self {
             // A 503 from the domain ("busy") means a concurrent writer; trying later succeeds.
             Error::Client { status, .. } => *status == StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal(_) => false,
+            Error::Internal(_) | Error::Store(StoreError::InvalidCursor(_)) => false,
             Error::Store(_) => true,
         }
     }

@@ -97,10 +97,11 @@ impl FetchError {
     }
 }
 
-/// A fetched body.
-#[derive(Debug, Clone)]
+/// A fetched body, with its share of the upload memory budget (held until this is dropped).
+#[derive(Debug)]
 pub struct Fetched {
     pub bytes: Bytes,
+    pub reservation: crate::budget::BodyPermit,
     /// Where the body came from, after redirects.
     pub url: Url,
     pub content_type: Option<String>,
@@ -194,28 +195,40 @@ impl Fetcher {
                 return Err(FetchError::Status(status.as_u16()));
             }
             let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let bytes = self.read_body(response).await?;
-            return Ok(Fetched { bytes, url, content_type });
+            let (bytes, reservation) = self.read_body(response).await?;
+            return Ok(Fetched { bytes, reservation, url, content_type });
         }
         Err(FetchError::TooManyRedirects(self.limits.max_redirects))
     }
 
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<Bytes, FetchError> {
+    /// Reads the body under the size and time limits. Before reading, it reserves room in the
+    /// upload memory budget for the body and the stripped copy ingest makes: twice the declared
+    /// length, or three times the limit when none is declared (the buffer may then grow by
+    /// doubling).
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<(Bytes, crate::budget::BodyPermit), FetchError> {
         let max = self.limits.max_bytes;
         if response.content_length().is_some_and(|n| n > max) {
             return Err(FetchError::TooLarge(max));
         }
+        let declared = response.content_length().map(|n| n as usize);
+        let reservation = crate::budget::reserve(declared.map_or(3 * max as usize, |n| 2 * n)).await;
         let deadline = tokio::time::Instant::now() + self.limits.body;
-        let mut body = BytesMut::new();
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
         loop {
             let chunk =
                 tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + self.limits.idle), response.chunk());
             match chunk.await {
                 Err(_) => return Err(FetchError::Timeout),
                 Ok(Err(e)) => return Err(classify(&e)),
-                Ok(Ok(None)) => return Ok(body.freeze()),
+                Ok(Ok(None)) => return Ok((body.freeze(), reservation)),
                 Ok(Ok(Some(c))) => {
-                    if body.len() as u64 + c.len() as u64 > max {
+                    // A server that sends more than it declared gets no more memory than it
+                    // declared.
+                    let cap = declared.map_or(max, |n| n as u64);
+                    if body.len() as u64 + c.len() as u64 > cap {
                         return Err(FetchError::TooLarge(max));
                     }
                     body.extend_from_slice(&c);
@@ -225,7 +238,7 @@ impl Fetcher {
     }
 
     /// Checks a literal IP host, which reqwest connects to without asking the resolver.
-    fn check_literal(&self, url: &Url) -> Result<(), FetchError> {
+    pub(crate) fn check_literal(&self, url: &Url) -> Result<(), FetchError> {
         let ip = match url.host() {
             Some(Host::Ipv4(ip)) => IpAddr::V4(ip),
             Some(Host::Ipv6(ip)) => IpAddr::V6(ip),

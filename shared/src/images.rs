@@ -28,7 +28,7 @@ use tracing::{info, instrument, warn};
 
 use crate::error::{Error, Result};
 use crate::media::exif::Metadata;
-use crate::media::variants::{MAX_PIXELS, Size};
+use crate::media::variants::Size;
 use crate::media::{self, Format, MediaError};
 use crate::secret;
 use crate::state::App;
@@ -231,39 +231,44 @@ pub struct Prepared {
     pub stripped: Bytes,
 }
 
-/// Checks an upload and prepares it for storage: format from magic bytes (415 otherwise),
-/// dimensions from the header (413 above 50 megapixels, before any decode), container
-/// structure (422 when damaged), EXIF metadata, and the stripped original.
+/// Checks an upload and prepares it for storage: [`media::inspect`] (format by magic bytes,
+/// header, structure, what browsers and the decoder can show, the limits), EXIF metadata, and
+/// the original stripped by its format's keep-list. Refusals: 415 `unsupported_media_type`
+/// (not an image format) or `unsupported_image` (a variant of one that cannot be shown), 422
+/// `unreadable_image` or `damaged_image`, 413 with the limit's code.
 pub fn prepare(bytes: &[u8]) -> Result<Prepared> {
     use http::StatusCode;
-    let format = media::sniff(bytes).ok_or_else(|| {
-        Error::client(
+    if media::sniff(bytes).is_none() {
+        return Err(Error::client(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "the file is not a JPEG, PNG, GIF or WebP image",
-        )
-    })?;
-    let (width, height) = media::dimensions(bytes, format).map_err(media_error)?;
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > MAX_PIXELS {
-        return Err(Error::client(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_pixels",
-            format!("the image is {width}x{height} ({pixels} pixels); the limit is {MAX_PIXELS} pixels"),
         ));
     }
-    media::validate_structure(bytes, format).map_err(media_error)?;
+    let inspected = media::inspect(bytes).map_err(media_error)?;
     let meta = media::exif::read(bytes);
-    let stripped = media::strip::strip(bytes, format, meta.effective_orientation());
-    Ok(Prepared { hash: secret::sha256_hex(bytes), format, width, height, meta, stripped: Bytes::from(stripped) })
+    let stripped = inspected.strip(bytes, meta.effective_orientation());
+    let facts = inspected.facts;
+    media::verify_decodes(&stripped, &facts).map_err(media_error)?;
+    Ok(Prepared {
+        hash: secret::sha256_hex(bytes),
+        format: facts.format,
+        width: facts.width,
+        height: facts.height,
+        meta,
+        stripped: Bytes::from(stripped),
+    })
 }
 
-fn media_error(e: MediaError) -> Error {
-    let code = match e {
-        MediaError::BadHeader(_) => "unreadable_image",
-        MediaError::Damaged(_) => "damaged_image",
-    };
-    Error::unprocessable(code, e.to_string())
+/// The status and code of each inspection refusal.
+pub fn media_error(e: MediaError) -> Error {
+    use http::StatusCode;
+    match e {
+        MediaError::Unreadable(_) => Error::unprocessable("unreadable_image", e.to_string()),
+        MediaError::Damaged(_) => Error::unprocessable("damaged_image", e.to_string()),
+        MediaError::Unsupported(m) => Error::client(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image", m),
+        MediaError::TooLarge { code, message } => Error::client(StatusCode::PAYLOAD_TOO_LARGE, code, message),
+    }
 }
 
 /// The result of storing an upload.

@@ -340,13 +340,17 @@ async fn import_one(
     url: &str,
     digest: &str,
 ) -> std::result::Result<images::ImageRecord, Failure> {
+    // `fetched` holds the body's share of the upload memory budget until the image is stored.
     let fetched = fetcher.fetch(url).await?;
-    let prepared = images::prepare(&fetched.bytes).map_err(|e| Failure {
-        code: e.code().into(),
-        message: e.public_message(),
-        transient: false,
-    })?;
-    match images::store(app, &prepared, digest).await {
+    let bytes = fetched.bytes.clone();
+    // Inspection is CPU work (it inflates PNG data): off the async workers.
+    let prepared = tokio::task::spawn_blocking(move || images::prepare(&bytes))
+        .await
+        .map_err(|e| Failure { code: "internal".into(), message: e.to_string(), transient: false })?
+        .map_err(|e| Failure { code: e.code().into(), message: e.public_message(), transient: false })?;
+    let stored = images::store(app, &prepared, digest).await;
+    drop(fetched);
+    match stored {
         Ok(stored) => Ok(stored.image),
         Err(e) => Err(Failure { code: e.code().into(), message: e.public_message(), transient: e.is_retryable() }),
     }

@@ -4,10 +4,13 @@
 //! under `infra/local` only wire it to events. See `ARCHITECTURE.md` for the map.
 
 pub mod accounts;
+#[cfg(feature = "aws")]
 pub mod aws;
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod fetch;
+pub mod fuzzing;
 pub mod http;
 pub mod images;
 pub mod imports;

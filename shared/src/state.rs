@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, Storage};
 use crate::secret;
+#[cfg(feature = "aws")]
 use crate::store::aws::{DynamoTable, S3Objects, SqsQueue};
 use crate::store::fs::FsObjects;
 use crate::store::sqlite::{SqliteDb, SqliteQueue, SqliteTable};
@@ -36,7 +37,12 @@ pub struct AppInner {
     pub table: Arc<dyn Table>,
     pub objects: Arc<dyn Objects>,
     pub delivery: Delivery,
+    /// The base of every link the API hands out. When `None`, links are built from the
+    /// request: see `http::base_url`.
     pub public_url: Option<String>,
+    /// Whether `X-Forwarded-Host` and `X-Forwarded-Proto` may be believed: only when the
+    /// operator says a trusted proxy sets them (a client could send them otherwise).
+    pub trust_proxy: bool,
     /// SHA-256 of the admin token; `None` disables admin endpoints.
     pub admin_digest: Option<[u8; 32]>,
     /// Where presigned upload forms post to.
@@ -108,12 +114,16 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 objects: local.objects,
                 delivery: delivery(cfg),
                 public_url: cfg.public_url.clone(),
+                trust_proxy: cfg.trust_proxy,
                 admin_digest,
                 uploads: UploadTarget::Local,
                 imports: Some(local.imports),
                 keepalive: Some(local.keepalive),
             }))
         }
+        #[cfg(not(feature = "aws"))]
+        Storage::Aws { .. } => Err(crate::Error::internal("this build has no AWS storage (the `aws` feature is off)")),
+        #[cfg(feature = "aws")]
         Storage::Aws { bucket, table } => {
             let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
             let s3 = aws_sdk_s3::Client::new(&sdk);
@@ -141,6 +151,7 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 objects: Arc::new(S3Objects::new(s3, bucket.clone())),
                 delivery: delivery(cfg),
                 public_url: cfg.public_url.clone(),
+                trust_proxy: cfg.trust_proxy,
                 admin_digest,
                 uploads,
                 imports,

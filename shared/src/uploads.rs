@@ -294,6 +294,8 @@ pub async fn ingest_incoming(app: &App, id: &str) -> Result<()> {
     if item.str("status") != Some("waiting") {
         return Ok(app.objects.delete(&key).await?);
     }
+    // The file and its stripped copy, at most the largest upload each.
+    let _reservation = crate::budget::reserve(2 * MAX_UPLOAD_BYTES as usize).await;
     let Some(object) = app.objects.get(&key).await? else { return Ok(()) };
     let prepared = tokio::task::spawn_blocking(move || {
         if object.bytes.len() as u64 > MAX_UPLOAD_BYTES {

@@ -36,6 +36,7 @@ async fn aws_app() -> (App, String) {
         objects: Arc::new(S3Objects::new(s3, bucket.clone())),
         delivery: Delivery::Redirect { base: "https://cdn.example".into() },
         public_url: Some("https://img.example".into()),
+        trust_proxy: false,
         admin_digest: None,
         uploads: UploadTarget::S3 {
             bucket: bucket.clone(),
@@ -217,6 +218,7 @@ async fn an_upload_whose_original_cannot_be_stored_counts_nowhere_on_both_famili
         objects: Arc::new(S3Objects::new(moto.s3(), bucket.clone())),
         delivery: Delivery::Bytes,
         public_url: None,
+        trust_proxy: false,
         admin_digest: None,
         uploads: aws.uploads.clone(),
         imports: None,

@@ -126,6 +126,7 @@ contract! {
         query_pagination_reaches_every_item_once,
         gsi1_query_ordering_and_sparse_index,
         gsi1_pagination_with_equal_index_keys,
+        cursors_from_another_listing_are_refused,
         transact_all_or_nothing_reports_failing_index,
         transact_rejects_invalid_requests,
         concurrent_capped_counter,
@@ -525,6 +526,44 @@ mod cases {
                 }
                 assert!(pages.len() < 100, "pagination does not end");
             }
+        }
+
+        pub async fn cursors_from_another_listing_are_refused(t: &dyn Table) {
+            // Given two partitions of the table and one of the index, each with a next page,
+            seed(t, "left", &["a", "b", "c"]).await;
+            seed(t, "right", &["a", "b", "c"]).await;
+            for i in 0..3 {
+                let item = Item::new("idx", format!("i{i}")).with("gsi1pk", "LIST").with("gsi1sk", format!("k{i}"));
+                t.put(item, None).await.unwrap();
+            }
+            let left = t.query(Query::table("left").limit(1)).await.unwrap().next.unwrap();
+            let listed = t.query(Query::gsi1("LIST").limit(1)).await.unwrap().next.unwrap();
+            let doctored = |f: fn(&mut Cursor)| {
+                let mut c = left.clone();
+                f(&mut c);
+                c
+            };
+            // when a query starts from a cursor that is not its own (another partition's, the
+            // index's on the table, the table's on the index, or one with empty or huge keys),
+            let cases: Vec<(Query, Cursor)> = vec![
+                (Query::table("right"), left.clone()),
+                (Query::table("left"), listed.clone()),
+                (Query::gsi1("LIST"), left.clone()),
+                (Query::gsi1("OTHER"), listed.clone()),
+                (Query::table("left"), doctored(|c| c.sk = String::new())),
+                (Query::table("left"), doctored(|c| c.sk = "x".repeat(2000))),
+                (Query::table("left"), doctored(|c| c.gsi1pk = Some("LIST".into()))),
+            ];
+            for (q, cursor) in cases {
+                // then both families refuse it the same way, before asking the backend.
+                let got = t.query(q.clone().limit(1).start(Some(cursor.clone()))).await;
+                assert!(matches!(got, Err(StoreError::InvalidCursor(_))), "{q:?} from {cursor:?}: {got:?}");
+            }
+            // And a query's own cursor still works.
+            let page = t.query(Query::table("left").limit(1).start(Some(left))).await.unwrap();
+            assert_eq!(sks(&page.items), ["b"]);
+            let page = t.query(Query::gsi1("LIST").limit(1).start(Some(listed))).await.unwrap();
+            assert_eq!(page.items[0].sk(), "i1");
         }
 
         pub async fn query_pagination_reaches_every_item_once(t: &dyn Table) {

@@ -29,15 +29,18 @@ async fn main() -> Result<(), imghost_local::BoxError> {
         data_dir: data.path().to_path_buf(),
         admin_token: Some(ADMIN.into()),
         public_url: None,
+        trust_proxy: false,
         fetcher: imghost::fetch::Fetcher::public(),
         keepalive_dry_run: true,
         web_dir: None,
+        limits: Default::default(),
     };
     let local = Local::open(&opts)?;
     let listener = tokio::net::TcpListener::bind(opts.addr).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let router = local.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let limits = imghost_local::front::Limits::default();
+    tokio::spawn(imghost_local::front::serve(listener, router, limits, std::future::pending()));
 
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
     let created: Value = client

@@ -20,6 +20,8 @@ use imghost::{App, secret};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+pub mod front;
+
 /// Start-up errors of the runner: reported to the operator and the process ends.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -30,7 +32,12 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// The admin token; when `None`, one is generated on first start and only its digest kept.
     pub admin_token: Option<String>,
+    /// The base of every link the API hands out. `None` means the server's own listening
+    /// address (see [`public_url_for`]), unless `trust_proxy` is set.
     pub public_url: Option<String>,
+    /// Believe `Host`, `X-Forwarded-Host` and `X-Forwarded-Proto` for links, because a proxy
+    /// the operator trusts sets them (`--trust-proxy`). Ignored when `public_url` is set.
+    pub trust_proxy: bool,
     /// Fetches URLs for imports. Always [`Fetcher::public`] outside tests: only code can relax
     /// the public-address rule, so there is deliberately no flag or variable for it.
     pub fetcher: Fetcher,
@@ -40,6 +47,8 @@ pub struct Options {
     /// Serve the front end from this folder (laid out like `shared/web/`) instead of the copy
     /// compiled in, so pages can be edited without a rebuild (`IMGHOST_WEB_DIR`).
     pub web_dir: Option<PathBuf>,
+    /// What the HTTP front door allows: head sizes, timeouts, the connection cap.
+    pub limits: front::Limits,
 }
 
 /// A running local instance: its state, its router and the handle of its worker.
@@ -83,6 +92,7 @@ impl Local {
             objects: storage.objects.clone(),
             delivery: Delivery::Bytes,
             public_url: opts.public_url.clone(),
+            trust_proxy: opts.trust_proxy,
             admin_digest: Some(admin_digest),
             uploads: imghost::uploads::UploadTarget::Local,
             imports: Some(storage.imports.clone()),
@@ -314,8 +324,28 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Serves until Ctrl-C or SIGTERM, then stops the worker after its current message.
-pub async fn serve(opts: Options) -> Result<(), BoxError> {
+/// The public URL links use: the one configured; none when a trusted proxy's headers decide;
+/// else the address the server listens on (an unspecified address becomes `localhost`, since
+/// `0.0.0.0` is no place a client can go to).
+pub fn public_url_for(opts: &Options, addr: SocketAddr) -> Option<String> {
+    if let Some(url) = &opts.public_url {
+        return Some(url.trim_end_matches('/').to_owned());
+    }
+    if opts.trust_proxy {
+        return None;
+    }
+    if addr.ip().is_unspecified() {
+        warn!(%addr, "listening on every address; links say localhost unless --public-url is given");
+        return Some(format!("http://localhost:{}", addr.port()));
+    }
+    Some(format!("http://{addr}"))
+}
+
+pub async fn serve(mut opts: Options) -> Result<(), BoxError> {
     let _lock = DataDirLock::acquire(&opts.data_dir)?;
+    let listener = tokio::net::TcpListener::bind(opts.addr).await?;
+    let addr = listener.local_addr()?;
+    opts.public_url = public_url_for(&opts, addr);
     let local = Local::open(&opts)?;
     // Messages the previous process had received but not finished are this process's now.
     let released = local.storage.object_events.release_in_flight()?
@@ -328,8 +358,6 @@ pub async fn serve(opts: Options) -> Result<(), BoxError> {
         // Printed once, on the terminal of whoever started the server, never logged.
         println!("Admin token (shown once; only its digest is kept in {}): {token}", opts.data_dir.display());
     }
-    let listener = tokio::net::TcpListener::bind(opts.addr).await?;
-    let addr = listener.local_addr()?;
     info!(%addr, data = %opts.data_dir.display(), "imghost serving");
     println!("imghost listening on http://{addr}");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -348,7 +376,7 @@ pub async fn serve(opts: Options) -> Result<(), BoxError> {
         stop_rx.clone(),
     ));
     let sweeper = tokio::spawn(Local::run_keepalive_sweep(local.app.clone(), stop_rx));
-    axum::serve(listener, local.router()).with_graceful_shutdown(shutdown_signal()).await?;
+    front::serve(listener, local.router(), opts.limits.clone(), shutdown_signal()).await?;
     let _ = stop_tx.send(true);
     let _ = worker.await;
     let _ = importer.await;
@@ -382,10 +410,11 @@ pub fn resize_files(files: &[PathBuf], out: &Path) -> Result<(), BoxError> {
     std::fs::create_dir_all(out)?;
     for file in files {
         let bytes = std::fs::read(file)?;
-        let format = media::sniff(&bytes)
-            .ok_or_else(|| BoxError::from(format!("{}: not a JPEG, PNG, GIF or WebP", file.display())))?;
+        if media::sniff(&bytes).is_none() {
+            return Err(format!("{}: not a JPEG, PNG, GIF or WebP", file.display()).into());
+        }
         let orientation = exif::read(&bytes).effective_orientation();
-        let made = variants::make_variants(&bytes, format, orientation)
+        let made = variants::make_variants(&bytes, orientation)
             .map_err(|e| BoxError::from(format!("{}: {e}", file.display())))?;
         let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
         for v in made {

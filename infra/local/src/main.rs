@@ -1,13 +1,16 @@
 //! `imghost`: the local runner's command line.
 //!
 //! - `imghost serve [--addr 127.0.0.1:3000] [--data ./data] [--web-dir shared/web]` serves every
-//!   route of every function, the web pages among them, and runs the workers in-process.
+//!   route of every function, the web pages among them, and runs the workers in-process. Its
+//!   HTTP front door's timeouts and connection cap have flags too (`imghost serve --help`).
 //! - `imghost resize FILE... --out DIR` runs the production variant pipeline on files.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use imghost_local::front::Limits;
 use imghost_local::{BoxError, Options};
 
 #[derive(Parser)]
@@ -25,13 +28,19 @@ enum Command {
         addr: SocketAddr,
         #[arg(long, default_value = "data")]
         data: PathBuf,
-        /// Base URL for links when the server sits behind a proxy.
+        /// Base URL of every link the API hands out (default: http://<the listening address>).
         #[arg(long, env = "IMGHOST_PUBLIC_URL")]
         public_url: Option<String>,
+        /// Build links from Host, X-Forwarded-Host and X-Forwarded-Proto, because a proxy you
+        /// trust sets them. Without it those headers are ignored (a client can send them).
+        #[arg(long, env = "IMGHOST_TRUST_PROXY")]
+        trust_proxy: bool,
         /// Serve the front end from this folder (laid out like `shared/web`) instead of the
         /// copy compiled in, so pages can be edited and reloaded without a rebuild.
         #[arg(long, env = "IMGHOST_WEB_DIR")]
         web_dir: Option<PathBuf>,
+        #[command(flatten)]
+        front: FrontFlags,
     },
     /// Make the small, medium and large variants of each file into DIR.
     Resize {
@@ -42,6 +51,45 @@ enum Command {
     },
 }
 
+/// The front door's timeouts and connection cap; the defaults are [`Limits::default`]'s.
+#[derive(clap::Args)]
+struct FrontFlags {
+    /// Seconds a request head may take to arrive once it has begun (and the first one after
+    /// connecting); a late head gets 408.
+    #[arg(long, env = "IMGHOST_HEADER_TIMEOUT_SECS", default_value_t = Limits::default().header_timeout.as_secs())]
+    header_timeout_secs: u64,
+    /// Seconds a keep-alive connection may sit idle between requests before it is closed.
+    #[arg(long, env = "IMGHOST_IDLE_TIMEOUT_SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
+    idle_timeout_secs: u64,
+    /// Seconds a request body may take to arrive in full before the connection is closed.
+    #[arg(long, env = "IMGHOST_BODY_TIMEOUT_SECS", default_value_t = Limits::default().body_timeout.as_secs())]
+    body_timeout_secs: u64,
+    /// Seconds a response write may make no progress (a client that does not read) before the
+    /// connection is closed.
+    #[arg(long, env = "IMGHOST_WRITE_TIMEOUT_SECS", default_value_t = Limits::default().write_timeout.as_secs())]
+    write_timeout_secs: u64,
+    /// Seconds requests in flight may take to finish after Ctrl-C or SIGTERM.
+    #[arg(long, env = "IMGHOST_SHUTDOWN_GRACE_SECS", default_value_t = Limits::default().shutdown_grace.as_secs())]
+    shutdown_grace_secs: u64,
+    /// Most connections served at once; more wait in the kernel's backlog until one closes.
+    #[arg(long, env = "IMGHOST_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+}
+
+impl FrontFlags {
+    fn limits(&self) -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            write_timeout: Duration::from_secs(self.write_timeout_secs),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            max_connections: self.max_connections,
+            ..Limits::default()
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt()
@@ -49,13 +97,24 @@ async fn main() -> Result<(), BoxError> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { addr, data, public_url, web_dir } => {
+        Command::Serve { addr, data, public_url, trust_proxy, web_dir, front } => {
             // The admin token is read here, once; it is never passed on the command line,
             // where other users of the machine could read it.
             let admin_token = std::env::var("IMGHOST_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
             let fetcher = imghost::fetch::Fetcher::public();
             let keepalive_dry_run = std::env::var("IMGHOST_KEEPALIVE_DRY_RUN").is_ok_and(|v| v == "1");
-            let opts = Options { addr, data_dir: data, admin_token, public_url, fetcher, keepalive_dry_run, web_dir };
+            let limits = front.limits();
+            let opts = Options {
+                addr,
+                data_dir: data,
+                admin_token,
+                public_url,
+                trust_proxy,
+                fetcher,
+                keepalive_dry_run,
+                web_dir,
+                limits,
+            };
             imghost_local::serve(opts).await
         }
         Command::Resize { files, out } => imghost_local::resize_files(&files, &out),

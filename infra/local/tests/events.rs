@@ -46,9 +46,11 @@ async fn every_sample_event_runs_through_its_real_handler() {
         data_dir: data.path().to_path_buf(),
         admin_token: Some("admin".into()),
         public_url: None,
+        trust_proxy: false,
         fetcher: imghost::fetch::Fetcher::public(),
         keepalive_dry_run: true,
         web_dir: None,
+        limits: Default::default(),
     };
     let local = Local::open(&opts).unwrap();
     let upload = imghost::http::upload::router(local.app.clone());

@@ -103,6 +103,18 @@ async fn meme_parameters_are_checked_before_any_charge() {
         assert_eq!(status, 422);
         assert!(body["error"]["message"].as_str().unwrap().starts_with(&format!("{names}:")), "{query}: {body}");
     }
+    // Query strings that are not UTF-8, or that repeat a parameter, are the client's mistake
+    // too: 400, naming the parameter, before any charge.
+    let malformed = [
+        ("lat=1&lon=2&query=%ff", "invalid_utf8", "query:"),
+        ("lat=1&lon=2&query=caf%C3", "invalid_utf8", "query:"),
+        ("lat=1&lon=2&query=a&query=b", "duplicate_parameter", "query:"),
+    ];
+    for (query, code, prefix) in malformed {
+        let (status, body) = meme(&server, &key, query).await;
+        assert_eq!((status, error_code(status, &body).as_str()), (400, code), "{query}");
+        assert!(body["error"]["message"].as_str().unwrap().starts_with(prefix), "{query}: {body}");
+    }
     // Nothing was charged, and the one token still buys a meme, after which there are none.
     let (status, body) = meme(&server, &key, "lat=-33.8688&lon=151.2093&query=hello there").await;
     assert_eq!((status, &body["meme"]), (200, &json!(format!("{id}_-33.8688_151.2093_hello there"))));

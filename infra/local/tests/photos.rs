@@ -80,6 +80,7 @@ async fn every_photo_uploads_with_metadata_matching_exiftool() {
         objects: local.objects.clone(),
         delivery: imghost::state::Delivery::Bytes,
         public_url: None,
+        trust_proxy: false,
         admin_digest: None,
         uploads: imghost::uploads::UploadTarget::Local,
         imports: None,
@@ -371,15 +372,35 @@ async fn multipart_uploads_several_files_and_admin_lists_newest_first() {
         }
     }
     assert_eq!(seen, ["KODAK CX7530 ZOOM DIGITAL CAMERA", "HDR-HC3", "Canon EOS 40D"]);
-    for bad in ["limit=0", "limit=101", "limit=x", "cursor=zzz"] {
+    // A cursor that is not one this listing returned is the client's mistake: garbage, a
+    // doctored one (valid base64 JSON, wrong keys), or another listing's.
+    use base64::Engine;
+    let b64 = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let doctored = b64(r#"{"pk":"IMG#x","sk":"META","gsi1pk":"LINKS","gsi1sk":"1#x"}"#);
+    let empty_keys = b64(r#"{"pk":"","sk":"","gsi1pk":"IMAGES","gsi1sk":""}"#);
+    let table_cursor = b64(r#"{"pk":"ACCOUNTS","sk":"1#a"}"#);
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("limit=0".into(), 422, "bad_limit"),
+        ("limit=101".into(), 422, "bad_limit"),
+        ("limit=x".into(), 422, "bad_limit"),
+        ("cursor=zzz".into(), 400, "invalid_cursor"),
+        (format!("cursor={doctored}"), 400, "invalid_cursor"),
+        (format!("cursor={empty_keys}"), 400, "invalid_cursor"),
+        (format!("cursor={table_cursor}"), 400, "invalid_cursor"),
+        ("limit=5&limit=6".into(), 400, "duplicate_parameter"),
+        ("limit=%ff".into(), 400, "invalid_utf8"),
+    ];
+    for (query, status, code) in cases {
         let resp = server
             .client
-            .get(server.url(&format!("/v1/images?{bad}")))
+            .get(server.url(&format!("/v1/images?{query}")))
             .bearer_auth(common::ADMIN_TOKEN)
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 422, "{bad}");
+        assert_eq!(resp.status(), status, "{query}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{query}");
     }
 }
 

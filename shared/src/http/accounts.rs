@@ -1,17 +1,16 @@
 //! The `accounts` function: prepaid accounts and their listing (admin) and the balance (the
 //! account's key).
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tracing::instrument;
 
+use super::Params;
 use super::{Admin, bearer};
 use crate::accounts;
 use crate::error::{Error, Result};
@@ -32,10 +31,7 @@ pub fn routes(app: App) -> Router {
 }
 
 async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T> {
-    let body = axum::body::to_bytes(req.into_body(), 4 * 1024).await.map_err(|_| {
-        Error::client(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body is too large")
-    })?;
-    serde_json::from_slice(&body).map_err(|e| Error::unprocessable("bad_json", format!("the body is not valid: {e}")))
+    super::input::json_body(req.into_body(), 4 * 1024, "the body is not valid").await
 }
 
 #[derive(serde::Deserialize)]
@@ -52,10 +48,10 @@ async fn create(_: Admin, State(app): State<App>, req: Request) -> Result<Respon
 }
 
 #[instrument(skip_all)]
-async fn list(_: Admin, State(app): State<App>, Query(params): Query<HashMap<String, String>>) -> Result<Response> {
+async fn list(_: Admin, State(app): State<App>, Params(params): Params) -> Result<Response> {
     let (limit, cursor) = super::page_params(&params)?;
     let (accounts, next) = accounts::list(&app, limit, cursor).await?;
-    let next = next.map(|c| super::images::encode_cursor(&c));
+    let next = next.map(|c| super::input::encode_cursor(&c));
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(json!({"accounts": accounts, "next_cursor": next})))
         .into_response())
 }

@@ -33,8 +33,7 @@ pub fn routes(app: App) -> Router {
 
 /// Reads `{"urls": [...]}`, naming the first bad entry when there is one.
 fn parse_urls(body: &[u8]) -> Result<Vec<String>> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::unprocessable("bad_json", format!("the body is not valid JSON: {e}")))?;
+    let value: Value = super::input::parse_json(body, "the body is not valid JSON")?;
     let Value::Object(fields) = value else {
         return Err(Error::unprocessable("bad_json", "the body must be an object: {\"urls\": [...]}"));
     };

@@ -1,16 +1,15 @@
 //! The `keepalive` function: Imgur URLs kept alive by scheduled views.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tracing::instrument;
 
+use super::Params;
 use super::{Admin, is_admin};
 use crate::error::{Error, Result};
 use crate::keepalive::{self, LoadNow};
@@ -38,11 +37,8 @@ struct NewEntry {
 
 #[instrument(skip_all)]
 async fn create(State(app): State<App>, req: Request) -> Result<Response> {
-    let body = axum::body::to_bytes(req.into_body(), 4 * 1024).await.map_err(|_| {
-        Error::client(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body is too large")
-    })?;
-    let new: NewEntry = serde_json::from_slice(&body)
-        .map_err(|e| Error::unprocessable("bad_json", format!("the body must be {{\"url\": \"...\"}}: {e}")))?;
+    let new: NewEntry =
+        super::input::json_body(req.into_body(), 4 * 1024, "the body must be {\"url\": \"...\"}").await?;
     let created = keepalive::create(&app, &new.url).await?;
     let (status, mut body) =
         (if created.manage_token.is_some() { StatusCode::CREATED } else { StatusCode::OK }, created.entry);
@@ -58,10 +54,10 @@ async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<Response
 }
 
 #[instrument(skip_all)]
-async fn list(_: Admin, State(app): State<App>, Query(params): Query<HashMap<String, String>>) -> Result<Response> {
+async fn list(_: Admin, State(app): State<App>, Params(params): Params) -> Result<Response> {
     let (limit, cursor) = super::page_params(&params)?;
     let (entries, next) = keepalive::list(&app, limit, cursor).await?;
-    let next = next.map(|c| super::images::encode_cursor(&c));
+    let next = next.map(|c| super::input::encode_cursor(&c));
     Ok(Json(json!({"entries": entries, "next_cursor": next})).into_response())
 }
 

@@ -1,10 +1,8 @@
 //! The `links` function: invitation upload links (admin), and uploads through them.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,7 +10,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tracing::instrument;
 
-use super::upload::{multipart_files, prepare_all, read_body};
+use super::Params;
+use super::upload::{multipart_files, prepare_all, read_body, reserve_for_files};
 use super::{Admin, BaseUrl};
 use crate::error::{Error, Result};
 use crate::images::{self, UploadView};
@@ -41,11 +40,8 @@ pub fn routes(app: App) -> Router {
 
 #[instrument(skip_all)]
 async fn create_link(_: Admin, State(app): State<App>, BaseUrl(base): BaseUrl, req: Request) -> Result<Response> {
-    let body = axum::body::to_bytes(req.into_body(), 16 * 1024).await.map_err(|_| {
-        Error::client(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body is too large")
-    })?;
-    let new: NewLink = serde_json::from_slice(&body)
-        .map_err(|e| Error::unprocessable("bad_json", format!("the body is not a valid link request: {e}")))?;
+    let new: NewLink =
+        http::input::json_body(req.into_body(), 16 * 1024, "the body is not a valid link request").await?;
     let created = links::create(&app, &new).await?;
     let mut view = created.link.view(OffsetDateTime::now_utc());
     view["token"] = json!(created.token);
@@ -55,16 +51,12 @@ async fn create_link(_: Admin, State(app): State<App>, BaseUrl(base): BaseUrl, r
 }
 
 #[instrument(skip_all)]
-async fn list_links(
-    _: Admin,
-    State(app): State<App>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Response> {
+async fn list_links(_: Admin, State(app): State<App>, Params(params): Params) -> Result<Response> {
     let (limit, cursor) = http::page_params(&params)?;
     let (found, next) = links::list(&app, limit, cursor).await?;
     let now = OffsetDateTime::now_utc();
     let views: Vec<_> = found.iter().map(|l| l.view(now)).collect();
-    Ok(Json(json!({"links": views, "next_cursor": next.map(|c| http::images::encode_cursor(&c))})).into_response())
+    Ok(Json(json!({"links": views, "next_cursor": next.map(|c| http::input::encode_cursor(&c))})).into_response())
 }
 
 #[instrument(skip_all)]
@@ -117,6 +109,7 @@ async fn upload_through_link(
             "uploads through a link are multipart/form-data with 1 to 20 `file` parts",
         ));
     }
+    let _reservation = reserve_for_files(&req).await;
     let body = read_body(req.into_body()).await?;
     let parts = multipart_files(&content_type, body).await?;
     if parts.len() > MAX_FILES_PER_REQUEST {

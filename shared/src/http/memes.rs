@@ -1,16 +1,16 @@
 //! The `memes` function: `GET /v1/memes`, one prepaid token per delivered meme.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tracing::instrument;
 
+use super::Params;
 use super::accounts::idempotency_key;
 use super::{base_url, bearer};
 use crate::accounts;
@@ -41,11 +41,7 @@ pub fn routes_with(app: App, renderer: Arc<dyn Renderer>) -> Router {
 }
 
 #[instrument(skip_all)]
-async fn get_meme(
-    State(state): State<MemeState>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Response> {
+async fn get_meme(State(state): State<MemeState>, headers: HeaderMap, Params(params): Params) -> Result<Response> {
     // Who pays comes first: an unknown key learns nothing about the parameters.
     let account_id = accounts::authenticate(&state.app, bearer(&headers)).await?;
     let request = MemeRequest::parse(&params)?;

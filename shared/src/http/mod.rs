@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod images;
 pub mod imports;
+pub mod input;
 pub mod keepalive;
 pub mod links;
 pub mod memes;
@@ -22,6 +23,7 @@ use tracing::error;
 
 use crate::error::Error;
 use crate::state::App;
+pub use input::{Params, page_params};
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
@@ -31,7 +33,13 @@ impl IntoResponse for Error {
             error!(error = %self, "request failed");
         }
         let body = json!({"error": {"code": self.code(), "message": self.public_message()}});
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was never read, so the connection cannot carry another
+            // request: say so, or a client reusing it would see its next request fail.
+            response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
@@ -88,7 +96,7 @@ async fn json_errors(response: Response) -> Response {
     out
 }
 
-/// The base URL links are built on: the configured public URL, else the request's own origin.
+/// The base URL links are built on (see [`base_url`]).
 pub struct BaseUrl(pub String);
 
 impl FromRequestParts<App> for BaseUrl {
@@ -98,40 +106,32 @@ impl FromRequestParts<App> for BaseUrl {
     }
 }
 
+/// The base URL links are built on. The configured public URL when there is one (the local
+/// runner always has one: `--public-url`, or its own listening address). Otherwise the request's
+/// `Host` over HTTPS: in AWS that header is the API's own domain, since API Gateway routes by
+/// it. `X-Forwarded-Host` and `X-Forwarded-Proto` count only when the operator trusts a proxy to
+/// set them; a client could send them too. A host that is not a plain host name or address
+/// (with an optional port) is never put into a link.
 pub fn base_url(app: &App, headers: &HeaderMap) -> String {
     if let Some(u) = &app.public_url {
         return u.clone();
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
-    let host = header("x-forwarded-host").or_else(|| header("host")).unwrap_or("localhost");
-    // Only two schemes are meaningful; anything else in the header is ignored.
-    let proto = match header("x-forwarded-proto") {
-        Some("https") => "https",
-        _ => "http",
+    let forwarded = |name: &str| if app.trust_proxy { header(name) } else { None };
+    let host = forwarded("x-forwarded-host").or_else(|| header("host")).filter(|h| is_plain_host(h));
+    let proto = match forwarded("x-forwarded-proto") {
+        Some("http") => "http",
+        _ => "https",
     };
-    format!("{proto}://{host}")
+    format!("{proto}://{}", host.unwrap_or("localhost"))
 }
 
-/// The `limit` (1 to 100, default 50) and `cursor` of a paged admin listing.
-pub fn page_params(
-    params: &std::collections::HashMap<String, String>,
-) -> Result<(usize, Option<crate::store::Cursor>), Error> {
-    let limit = match params.get("limit").map(String::as_str) {
-        None | Some("") => 50,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| Error::unprocessable("bad_limit", "limit must be a whole number from 1 to 100"))?,
-    };
-    let cursor = match params.get("cursor").map(String::as_str) {
-        None | Some("") => None,
-        Some(c) => Some(
-            images::decode_cursor(c)
-                .ok_or_else(|| Error::unprocessable("bad_cursor", "the cursor is not one this API returned"))?,
-        ),
-    };
-    Ok((limit, cursor))
+/// A host name, IPv4 address or bracketed IPv6 address, with an optional port: nothing that
+/// could change what a link points at (no user info, path, query or spaces).
+fn is_plain_host(h: &str) -> bool {
+    h.len() <= 255
+        && !h.is_empty()
+        && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 /// The bearer token of the request, if any.

@@ -14,6 +14,7 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::BaseUrl;
+use crate::budget;
 use crate::error::{Error, Result};
 use crate::images::{self, UploadView};
 use crate::secret;
@@ -58,8 +59,7 @@ async fn create_upload(State(app): State<App>, BaseUrl(base): BaseUrl, req: Requ
     let request: CreateUpload = if body.iter().all(u8::is_ascii_whitespace) {
         CreateUpload::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| Error::unprocessable("bad_json", format!("the body is not valid: {e}")))?
+        super::input::parse_json(&body, "the body is not valid")?
     };
     match request.bytes {
         Some(0) => return Err(Error::unprocessable("bad_size", "bytes must be at least 1")),
@@ -93,6 +93,8 @@ async fn receive_local_upload(State(app): State<App>, Path(id): Path<String>, re
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     // Room for the file plus the form's other fields.
     let limit = MAX_UPLOAD_BYTES as usize + 64 * 1024;
+    // The body and the multipart parser's copy; the file goes to storage from there.
+    let _reservation = budget::reserve(2 * declared_length(&req, limit)).await;
     let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
         Error::client(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -110,13 +112,14 @@ async fn receive_local_upload(State(app): State<App>, Path(id): Path<String>, re
 
 /// One file of a request, with a name to use in error messages.
 pub(crate) struct Part {
-    label: String,
-    bytes: Bytes,
+    pub(crate) label: String,
+    pub(crate) bytes: Bytes,
 }
 
 #[instrument(skip_all)]
 async fn upload_images(State(app): State<App>, BaseUrl(base): BaseUrl, req: Request) -> Result<Response> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let _reservation = reserve_for_files(&req).await;
     let body = read_body(req.into_body()).await?;
     let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let (parts, multipart) = if mime == "multipart/form-data" {
@@ -169,6 +172,23 @@ pub(crate) async fn prepare_all(parts: Vec<Part>, multipart: bool) -> Result<Vec
     })
     .await
     .map_err(Error::internal)?
+}
+
+/// The body's declared length when it is within `limit`, else `limit`: what a reservation must
+/// cover before the body is read.
+fn declared_length(req: &Request, limit: usize) -> usize {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(limit, |n| n.min(limit))
+}
+
+/// Reserves upload memory for a request carrying files through the API: the body, the
+/// multipart parser's copy and the stripped originals (three times the body), held until the
+/// files are stored.
+pub(crate) fn reserve_for_files(req: &Request) -> impl Future<Output = budget::BodyPermit> + use<> {
+    budget::reserve(3 * declared_length(req, MAX_API_BODY))
 }
 
 /// Reads the whole body, refusing more than [`MAX_API_BODY`] bytes with a 413.

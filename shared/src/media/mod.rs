@@ -1,12 +1,19 @@
-//! Everything that looks inside image files: format sniffing, header dimensions, structural
-//! validation, EXIF metadata, metadata stripping and the variant pipeline.
+//! Everything that looks inside image files: format sniffing, inspection (header, structure,
+//! what can be shown, limits), EXIF metadata, metadata stripping by keep-lists, the one decode
+//! function and the variant pipeline.
 //!
-//! Ingest only ever reads headers and walks container structure here; pixels are decoded once,
-//! in the variant pipeline of the background worker.
+//! Each container has its own module (`jpeg`, `png`, `gif`, `webp`) holding its walk, its
+//! checks and its keep-list, so that inspection and stripping read the file the same way.
+//! Ingest never holds decoded pixels; they are decoded in the background worker (and for a meme
+//! background), always through [`decode::decode`] and its memory budget.
 
+pub mod decode;
 pub mod exif;
-pub mod strip;
+pub(crate) mod gif;
+pub(crate) mod jpeg;
+pub(crate) mod png;
 pub mod variants;
+pub(crate) mod webp;
 
 use serde::{Deserialize, Serialize};
 
@@ -64,15 +71,6 @@ impl Format {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::from_ext(name)
     }
-
-    fn image_format(self) -> image::ImageFormat {
-        match self {
-            Format::Jpeg => image::ImageFormat::Jpeg,
-            Format::Png => image::ImageFormat::Png,
-            Format::Gif => image::ImageFormat::Gif,
-            Format::Webp => image::ImageFormat::WebP,
-        }
-    }
 }
 
 /// Identifies the format from the file's magic bytes. The Content-Type and file name a client
@@ -91,371 +89,170 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
     }
 }
 
-/// Why a file that looks like an image cannot be accepted.
+/// Why a file that looks like an image cannot be accepted. Each maps to one status and code
+/// (see `images::prepare`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MediaError {
+    /// The header cannot be read: no dimensions can be known (422 `unreadable_image`).
     #[error("the image header cannot be read: {0}")]
-    BadHeader(String),
+    Unreadable(String),
+    /// The file breaks its format's rules (422 `damaged_image`).
     #[error("the image is damaged: {0}")]
     Damaged(String),
+    /// A valid file in a variant of its format that browsers or the decoder cannot show (415
+    /// `unsupported_image`).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Over a limit (413 with the limit's code).
+    #[error("{message}")]
+    TooLarge { code: &'static str, message: String },
 }
 
-/// Reads width and height from the header alone: no pixel data is decoded and nothing past the
-/// header is needed, so a 50-megapixel limit can refuse a file before any work is done.
-pub fn dimensions(bytes: &[u8], format: Format) -> Result<(u32, u32), MediaError> {
-    let short = || MediaError::BadHeader("the header is cut short".into());
-    let le16 = |at: usize| Some(u32::from(u16::from_le_bytes([*bytes.get(at)?, *bytes.get(at + 1)?])));
-    let le24 = |at: usize| Some(u32::from_le_bytes([*bytes.get(at)?, *bytes.get(at + 1)?, *bytes.get(at + 2)?, 0]));
-    let be32 = |at: usize| Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
-    let (w, h) = match format {
-        Format::Png => {
-            if bytes.get(12..16) != Some(b"IHDR") {
-                return Err(MediaError::BadHeader("the PNG does not start with its IHDR chunk".into()));
-            }
-            (be32(16).ok_or_else(short)?, be32(20).ok_or_else(short)?)
-        }
-        Format::Gif => {
-            if bytes.len() < 13 {
-                return Err(short());
-            }
-            gif_dimensions(bytes)?
-        }
-        Format::Webp => match bytes.get(12..16).ok_or_else(short)? {
-            b"VP8 " => (le16(26).ok_or_else(short)? & 0x3FFF, le16(28).ok_or_else(short)? & 0x3FFF),
-            b"VP8L" => {
-                let b = bytes.get(21..25).ok_or_else(short)?;
-                let (b0, b1, b2, b3) = (u32::from(b[0]), u32::from(b[1]), u32::from(b[2]), u32::from(b[3]));
-                (1 + (b0 | (b1 & 0x3F) << 8), 1 + ((b1 >> 6) | b2 << 2 | (b3 & 0x0F) << 10))
-            }
-            b"VP8X" => (1 + le24(24).ok_or_else(short)?, 1 + le24(27).ok_or_else(short)?),
-            _ => return Err(MediaError::BadHeader("the WebP has no image header".into())),
-        },
-        Format::Jpeg => {
-            jpeg_dimensions(bytes).ok_or_else(|| MediaError::BadHeader("the JPEG has no frame header".into()))?
-        }
-    };
-    if w == 0 || h == 0 {
-        return Err(MediaError::BadHeader("zero width or height".into()));
-    }
-    Ok((w, h))
-}
-
-/// Finds the first frame header (SOFn) and reads its dimensions.
-fn jpeg_dimensions(b: &[u8]) -> Option<(u32, u32)> {
-    let mut i = 2;
-    loop {
-        while b.get(i) == Some(&0xFF) && b.get(i + 1) == Some(&0xFF) {
-            i += 1;
-        }
-        if *b.get(i)? != 0xFF {
-            return None;
-        }
-        let marker = *b.get(i + 1)?;
-        if matches!(marker, 0xD0..=0xD9 | 0x01) {
-            i += 2;
-            continue;
-        }
-        let len = be16(b, i + 2)?;
-        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
-            let h = be16(b, i + 5)? as u32;
-            let w = be16(b, i + 7)? as u32;
-            return Some((w, h));
-        }
-        if marker == 0xDA || len < 2 {
-            return None;
-        }
-        i += 2 + len;
-    }
-}
-
-/// Walks the container structure of the file without decoding pixels, so truncated and
-/// damaged files are refused at upload rather than discovered by the background worker.
-pub fn validate_structure(bytes: &[u8], format: Format) -> Result<(), MediaError> {
-    match format {
-        Format::Jpeg => validate_jpeg(bytes),
-        Format::Png => validate_png(bytes),
-        Format::Gif => validate_gif(bytes),
-        Format::Webp => validate_webp(bytes),
-    }
-}
-
-fn damaged(msg: &str) -> MediaError {
+pub(crate) fn damaged(msg: &str) -> MediaError {
     MediaError::Damaged(msg.to_owned())
 }
 
-fn be16(b: &[u8], at: usize) -> Option<usize> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]) as usize)
+pub(crate) fn unsupported(msg: &str) -> MediaError {
+    MediaError::Unsupported(msg.to_owned())
 }
 
-/// Frame facts needed to check restart markers of a sequential JPEG.
-struct JpegFrame {
-    sequential: bool,
-    width: usize,
-    height: usize,
-    /// (component id, horizontal sampling, vertical sampling)
-    components: Vec<(u8, usize, usize)>,
+pub(crate) fn too_large(code: &'static str, message: String) -> MediaError {
+    MediaError::TooLarge { code, message }
 }
 
-/// Checks a JPEG from SOI to EOI: every segment length fits, every scan's entropy-coded data
-/// ends in a marker, restart markers run in sequence, and for a sequential frame whose first
-/// scan holds every component the number of restart intervals matches the number of MCUs.
-/// That last check is what catches files whose middle is missing but whose end is intact.
-fn validate_jpeg(b: &[u8]) -> Result<(), MediaError> {
-    let mut i = 2;
-    let mut frame: Option<JpegFrame> = None;
-    let mut restart_interval = 0usize;
-    let mut scans = 0;
-    loop {
-        // Skip fill bytes before a marker, as the standard allows.
-        while b.get(i) == Some(&0xFF) && b.get(i + 1) == Some(&0xFF) {
-            i += 1;
-        }
-        if b.get(i) != Some(&0xFF) {
-            return Err(damaged("the JPEG data ends before its end-of-image marker"));
-        }
-        let marker = *b.get(i + 1).ok_or_else(|| damaged("the JPEG ends inside a marker"))?;
-        i += 2;
-        match marker {
-            0xD9 => {
-                return if scans > 0 { Ok(()) } else { Err(damaged("the JPEG has no image data")) };
-            }
-            0xD0..=0xD7 | 0x01 => continue,
-            _ => {}
-        }
-        let len = be16(b, i).ok_or_else(|| damaged("the JPEG ends inside a segment header"))?;
-        if len < 2 || i + len > b.len() {
-            return Err(damaged("a JPEG segment runs past the end of the file"));
-        }
-        let seg = &b[i + 2..i + len];
-        match marker {
-            0xC0..=0xCF if marker != 0xC4 && marker != 0xC8 && marker != 0xCC => {
-                if seg.len() < 6 {
-                    return Err(damaged("the JPEG frame header is too short"));
-                }
-                let n = seg[5] as usize;
-                if seg.len() < 6 + 3 * n {
-                    return Err(damaged("the JPEG frame header is too short"));
-                }
-                let components = (0..n)
-                    .map(|k| {
-                        let c = &seg[6 + 3 * k..9 + 3 * k];
-                        (c[0], (c[1] >> 4) as usize, (c[1] & 15) as usize)
-                    })
-                    .collect::<Vec<_>>();
-                if components.iter().any(|&(_, h, v)| h == 0 || v == 0) {
-                    return Err(damaged("the JPEG frame has a zero sampling factor"));
-                }
-                if frame.is_some() {
-                    // One image per file: a second frame header is either damage or a second
-                    // image the header check did not measure.
-                    return Err(damaged("the JPEG has more than one frame header"));
-                }
-                frame = Some(JpegFrame {
-                    sequential: matches!(marker, 0xC0 | 0xC1),
-                    height: be16(seg, 1).unwrap_or(0),
-                    width: be16(seg, 3).unwrap_or(0),
-                    components,
-                });
-            }
-            0xDD => restart_interval = be16(seg, 0).unwrap_or(0),
-            0xDA => {
-                let f = frame.as_ref().ok_or_else(|| damaged("a JPEG scan comes before its frame header"))?;
-                let scan_components = seg.first().copied().unwrap_or(0) as usize;
-                i += len;
-                let (end, restarts) = walk_entropy_data(b, i)?;
-                if scans == 0 && f.sequential && restart_interval > 0 && scan_components == f.components.len() {
-                    let hmax = f.components.iter().map(|c| c.1).max().unwrap_or(1);
-                    let vmax = f.components.iter().map(|c| c.2).max().unwrap_or(1);
-                    let mcus = f.width.div_ceil(8 * hmax) * f.height.div_ceil(8 * vmax);
-                    let expected = mcus.div_ceil(restart_interval).saturating_sub(1);
-                    if restarts != expected {
-                        return Err(damaged("the JPEG image data is incomplete (restart markers missing)"));
-                    }
-                }
-                scans += 1;
-                i = end;
-                continue;
-            }
-            _ => {}
-        }
-        i += len;
-    }
+pub(crate) fn too_many_pixels(width: u32, height: u32) -> MediaError {
+    let pixels = u64::from(width) * u64::from(height);
+    too_large(
+        "too_many_pixels",
+        format!("the image is {width}x{height} ({pixels} pixels); the limit is {} pixels", limits::MAX_PIXELS),
+    )
 }
 
-/// Walks entropy-coded data from `start` to the next non-restart marker. Returns that marker's
-/// offset and the number of restart markers seen; fails when they are out of sequence or when
-/// the data runs to the end of the file.
-fn walk_entropy_data(b: &[u8], start: usize) -> Result<(usize, usize), MediaError> {
-    let mut j = start;
-    let mut restarts = 0usize;
-    let mut expected_rst = 0u8;
-    while j + 1 < b.len() {
-        if b[j] != 0xFF {
-            j += 1;
-            continue;
-        }
-        match b[j + 1] {
-            0x00 | 0xFF => j += 1 + usize::from(b[j + 1] == 0x00),
-            m @ 0xD0..=0xD7 => {
-                if m - 0xD0 != expected_rst {
-                    return Err(damaged("the JPEG restart markers are out of sequence"));
-                }
-                expected_rst = (expected_rst + 1) % 8;
-                restarts += 1;
-                j += 2;
-            }
-            _ => return Ok((j, restarts)),
-        }
-    }
-    Err(damaged("the JPEG data ends inside the image data"))
+/// Every limit on what is accepted and on the memory spent on it, in one place.
+pub mod limits {
+    /// The largest image, in pixels (of the canvas, for an animation), that is accepted.
+    pub const MAX_PIXELS: u64 = 50_000_000;
+    /// The most frames an animation may have.
+    pub const MAX_FRAMES: u32 = 1_000;
+    /// The most pixels an animation's frames may hold together.
+    pub const MAX_ANIMATION_PIXELS: u64 = 250_000_000;
+    /// The most scans a JPEG may have. Encoders write at most a few dozen; every scan of a
+    /// progressive JPEG makes the decoder pass over the whole image again.
+    pub const MAX_JPEG_SCANS: usize = 100;
+    /// ICC profiles larger than this are dropped from originals (real profiles stay far below).
+    pub const MAX_ICC_BYTES: usize = 2 << 20;
+    /// Memory a decode needs beyond what grows with its pixels: decoder state, tables, the
+    /// encoders' buffers.
+    pub const DECODE_OVERHEAD: u64 = 16 << 20;
+    /// Memory all decodes of one process may hold at once. A decode waits for its share; an
+    /// image whose decode alone would need more is refused at upload.
+    pub const DECODE_BUDGET: u64 = 288 << 20;
 }
 
-/// Checks a PNG's chunk sequence: every chunk fits, its CRC matches, and IEND is reached.
-fn validate_png(b: &[u8]) -> Result<(), MediaError> {
-    let mut i = 8;
-    let mut saw_idat = false;
-    loop {
-        let len = b
-            .get(i..i + 4)
-            .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize)
-            .ok_or_else(|| damaged("the PNG ends before its IEND chunk"))?;
-        let end = i.checked_add(12 + len).filter(|&e| e <= b.len());
-        let end = end.ok_or_else(|| damaged("a PNG chunk runs past the end of the file"))?;
-        let kind = &b[i + 4..i + 8];
-        let crc = u32::from_be_bytes([b[end - 4], b[end - 3], b[end - 2], b[end - 1]]);
-        if crc32(&b[i + 4..end - 4]) != crc {
-            return Err(damaged("a PNG chunk checksum does not match"));
-        }
-        match kind {
-            b"IDAT" => saw_idat = true,
-            b"IEND" => {
-                return if saw_idat { Ok(()) } else { Err(damaged("the PNG has no image data")) };
-            }
-            _ => {}
-        }
-        i = end;
-    }
+/// What inspection learns about an accepted file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    pub format: Format,
+    /// Stored dimensions (before orientation): for a GIF, the logical screen grown to hold every
+    /// frame.
+    pub width: u32,
+    pub height: u32,
+    /// 1 for a still image.
+    pub frames: u32,
+    /// Pixels of every frame together.
+    pub frame_pixels: u64,
+    /// The most memory, in bytes, that decoding the image and making its variants takes: what
+    /// the decode reserves from [`limits::DECODE_BUDGET`].
+    pub decode_cost: u64,
 }
 
-/// CRC-32 as PNG defines it (ISO 3309). Small and table-free: PNG validation is not hot.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
-        }
-    }
-    !crc
+/// The result of [`inspect`]: the facts, and what stripping that file needs to know.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    pub facts: Facts,
+    extras: Extras,
 }
 
-/// One top-level block of a GIF, as a byte range of the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum GifBlock {
-    /// An image: descriptor, local colour table and data. Carries the frame's extent
-    /// (left + width, top + height) on the logical screen.
-    Image { range: std::ops::Range<usize>, extent: (u32, u32) },
-    /// An extension, with its label (0xF9 graphic control, 0xFF application, 0xFE comment...).
-    Extension { range: std::ops::Range<usize>, label: u8 },
+#[derive(Debug, Clone)]
+enum Extras {
+    Jpeg(jpeg::Extras),
+    Png(png::Extras),
+    Gif,
+    Webp(webp::Extras),
 }
 
-/// Walks a GIF's blocks after the header, logical screen descriptor and global colour table
-/// (which end at the returned offset). Browsers tolerate a missing trailer after a complete
-/// frame, so that is accepted too.
-pub(crate) fn gif_blocks(b: &[u8]) -> Result<(usize, Vec<GifBlock>), MediaError> {
-    if b.len() < 13 {
-        return Err(damaged("the GIF header is incomplete"));
-    }
-    let mut i = 13;
-    if b[10] & 0x80 != 0 {
-        i += 3 << ((b[10] & 7) + 1);
-    }
-    let header_end = i;
-    let skip_sub_blocks = |mut j: usize| -> Option<usize> {
-        loop {
-            let n = *b.get(j)? as usize;
-            j += 1 + n;
-            if n == 0 {
-                return (j <= b.len()).then_some(j);
-            }
-        }
+/// Checks a file without decoding its pixels, and refuses what cannot be shown: the format by
+/// its magic bytes (`None` of `sniff`'s caller), the header, the container's structure, what
+/// the decoder and browsers support (JPEG coding process and precision, PNG colour type and bit
+/// depth, WebP bitstream headers and canvas, GIF colour tables), image data that fills its
+/// image (PNG inflated and GIF LZW decoded in constant memory, and thrown away), and the limits
+/// of [`limits`], including a decode that would not fit the decode budget.
+///
+/// Memory: a fixed amount whatever the file (a few buffers of 32 KiB); time: in proportion to
+/// the file, plus inflating at most the bytes the header promises.
+pub fn inspect(bytes: &[u8]) -> Result<Inspected, MediaError> {
+    let format = sniff(bytes).ok_or_else(|| unsupported("the file is not a JPEG, PNG, GIF or WebP image"))?;
+    let (facts, extras) = match format {
+        Format::Jpeg => jpeg::inspect(bytes).map(|(f, e)| (f, Extras::Jpeg(e)))?,
+        Format::Png => png::inspect(bytes).map(|(f, e)| (f, Extras::Png(e)))?,
+        Format::Gif => (gif::inspect(bytes)?, Extras::Gif),
+        Format::Webp => webp::inspect(bytes).map(|(f, e)| (f, Extras::Webp(e)))?,
     };
-    let le16 = |at: usize| u32::from(u16::from_le_bytes([b[at], b[at + 1]]));
-    let mut blocks = Vec::new();
-    loop {
-        match b.get(i) {
-            Some(0x3B) => break,
-            None if blocks.iter().any(|x| matches!(x, GifBlock::Image { .. })) => break,
-            Some(0x21) => {
-                let label = *b.get(i + 1).ok_or_else(|| damaged("a GIF extension is cut short"))?;
-                let end = skip_sub_blocks(i + 2).ok_or_else(|| damaged("a GIF extension is cut short"))?;
-                blocks.push(GifBlock::Extension { range: i..end, label });
-                i = end;
-            }
-            Some(0x2C) => {
-                if i + 10 > b.len() {
-                    return Err(damaged("a GIF frame header is cut short"));
-                }
-                let extent = (le16(i + 1) + le16(i + 5), le16(i + 3) + le16(i + 7));
-                let flags = b[i + 9];
-                let mut j = i + 10;
-                if flags & 0x80 != 0 {
-                    j += 3 << ((flags & 7) + 1);
-                }
-                // One byte of LZW minimum code size, then the image data sub-blocks.
-                let end = skip_sub_blocks(j + 1).ok_or_else(|| damaged("the GIF image data is cut short"))?;
-                blocks.push(GifBlock::Image { range: i..end, extent });
-                i = end;
-            }
-            _ => return Err(damaged("the GIF block structure is broken")),
-        }
+    let pixels = u64::from(facts.width) * u64::from(facts.height);
+    if pixels > limits::MAX_PIXELS {
+        return Err(too_many_pixels(facts.width, facts.height));
     }
-    if !blocks.iter().any(|x| matches!(x, GifBlock::Image { .. })) {
-        return Err(damaged("the GIF has no frames"));
+    if facts.decode_cost > limits::DECODE_BUDGET {
+        return Err(too_large(
+            "too_complex",
+            format!(
+                "making variants of this {}x{} image would take {} MiB of memory; the limit is {} MiB",
+                facts.width,
+                facts.height,
+                facts.decode_cost >> 20,
+                limits::DECODE_BUDGET >> 20
+            ),
+        ));
     }
-    Ok((header_end, blocks))
+    Ok(Inspected { facts, extras })
 }
 
-fn validate_gif(b: &[u8]) -> Result<(), MediaError> {
-    gif_blocks(b).map(|_| ())
-}
-
-/// The GIF's size: its logical screen, grown to hold any frame that reaches past it, so that
-/// the pixel limit counts what a decoder would allocate.
-fn gif_dimensions(b: &[u8]) -> Result<(u32, u32), MediaError> {
-    let screen = (u32::from(u16::from_le_bytes([b[6], b[7]])), u32::from(u16::from_le_bytes([b[8], b[9]])));
-    let (_, blocks) = gif_blocks(b).map_err(|e| MediaError::BadHeader(e.to_string()))?;
-    Ok(blocks.iter().fold(screen, |(w, h), block| match block {
-        GifBlock::Image { extent: (fw, fh), .. } => (w.max(*fw), h.max(*fh)),
-        GifBlock::Extension { .. } => (w, h),
-    }))
-}
-
-/// Checks a WebP's RIFF container: the declared size fits the file and every chunk fits.
-fn validate_webp(b: &[u8]) -> Result<(), MediaError> {
-    let riff = u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize;
-    if riff + 8 > b.len() || riff < 4 {
-        return Err(damaged("the WebP file is shorter than its header declares"));
-    }
-    let body = &b[12..riff + 8];
-    let mut i = 0;
-    let mut saw_image = false;
-    while i < body.len() {
-        let head = body.get(i..i + 8).ok_or_else(|| damaged("a WebP chunk header is cut short"))?;
-        let size = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
-        if matches!(&head[0..4], b"VP8 " | b"VP8L" | b"ANMF") {
-            saw_image = true;
-        }
-        i += 8 + size + (size & 1);
-        if i > body.len() + 1 {
-            return Err(damaged("a WebP chunk runs past the end of the file"));
+impl Inspected {
+    /// The file with everything off the format's keep-list removed, without re-encoding: the
+    /// pixel data is copied byte for byte. A JPEG that is not upright keeps its orientation as
+    /// a minimal EXIF block holding only that tag. `bytes` must be the file inspected.
+    pub fn strip(&self, bytes: &[u8], orientation: u16) -> Vec<u8> {
+        match &self.extras {
+            Extras::Jpeg(e) => jpeg::strip(bytes, e, orientation),
+            Extras::Png(e) => png::strip(bytes, e),
+            Extras::Gif => gif::strip(bytes),
+            Extras::Webp(e) => webp::strip(bytes, e),
         }
     }
-    if !saw_image {
-        return Err(damaged("the WebP has no image data"));
+}
+
+/// Checks by decoding what inspection cannot check in constant memory. WebP's lossy and
+/// lossless bitstreams are decoded only as a whole, so a WebP is decoded once here (within the
+/// decode budget) and refused as damaged when that fails; other formats were checked to their
+/// last byte by [`inspect`] and pass untouched. `bytes` is the stripped file that will be
+/// served.
+pub fn verify_decodes(bytes: &[u8], facts: &Facts) -> Result<(), MediaError> {
+    if facts.format != Format::Webp {
+        return Ok(());
     }
-    Ok(())
+    match decode::decode(bytes, limits::DECODE_BUDGET) {
+        Ok(_) => Ok(()),
+        Err(decode::DecodeError::Refused(e)) => Err(e),
+        Err(e) => Err(damaged(&format!("the WebP image data is corrupt ({e})"))),
+    }
+}
+
+/// Memory the resize pipeline needs beside the decoded image while the first (largest) resize
+/// runs: the horizontal pass (the large size's width times the source height) and the large
+/// result, at 4 bytes a pixel. Later steps work on the large result after the source is gone.
+pub(crate) fn resize_cost(width: u32, height: u32) -> u64 {
+    let (tw, th) = variants::fit_inside(width, height, variants::Size::Large.long_edge());
+    4 * u64::from(tw) * u64::from(height) + 4 * u64::from(tw) * u64::from(th)
 }
 
 #[cfg(test)]
@@ -482,8 +279,14 @@ mod tests {
         }
     }
 
+    fn encode(img: image::DynamicImage, fmt: image::ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, fmt).unwrap();
+        out.into_inner()
+    }
+
     #[test]
-    fn dimensions_come_from_headers_of_every_format() {
+    fn every_format_written_by_a_real_encoder_is_inspected_with_its_size() {
         // Given images of each format written by a real encoder,
         let img = image::RgbaImage::from_pixel(37, 21, image::Rgba([1, 2, 3, 128]));
         for (format, fmt) in [
@@ -492,55 +295,95 @@ mod tests {
             (Format::Webp, image::ImageFormat::WebP),
             (Format::Jpeg, image::ImageFormat::Jpeg),
         ] {
-            let mut out = Cursor::new(Vec::new());
             let dynamic = image::DynamicImage::ImageRgba8(img.clone());
             let dynamic =
                 if format == Format::Jpeg { image::DynamicImage::ImageRgb8(dynamic.to_rgb8()) } else { dynamic };
-            dynamic.write_to(&mut out, fmt).unwrap();
-            // then the header parser reads the size and the structure validates.
-            assert_eq!(dimensions(out.get_ref(), format).unwrap(), (37, 21), "{format:?}");
-            validate_structure(out.get_ref(), format).unwrap();
+            let bytes = encode(dynamic, fmt);
+            // then inspection reads the format and the size.
+            let facts = inspect(&bytes).unwrap().facts;
+            assert_eq!((facts.format, facts.width, facts.height, facts.frames), (format, 37, 21, 1), "{format:?}");
+            assert!(facts.decode_cost > 37 * 21, "{format:?}");
         }
     }
 
     #[test]
     fn gif_frames_larger_than_the_screen_count_against_the_size() {
         // Given a GIF whose logical screen is 1x1 but whose one frame is 300x200,
-        let mut gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00".to_vec();
-        gif.extend_from_slice(&[0x2C, 0, 0, 0, 0, 0x2C, 0x01, 0xC8, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3B]);
+        let mut gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff".to_vec();
+        gif.extend_from_slice(&[0x2C, 0, 0, 0, 0, 0x2C, 0x01, 0xC8, 0x00, 0x00, 0x08]);
+        // with data that fills it (clear, then a run of index 0 long enough),
+        let mut lzw = weezl::encode::Encoder::new(weezl::BitOrder::Lsb, 8);
+        let data = lzw.encode(&vec![0u8; 300 * 200]).unwrap();
+        for block in data.chunks(255) {
+            gif.push(block.len() as u8);
+            gif.extend_from_slice(block);
+        }
+        gif.extend_from_slice(&[0, 0x3B]);
         // then its size is the frame's, not the screen's.
-        assert_eq!(dimensions(&gif, Format::Gif).unwrap(), (300, 200));
+        let facts = inspect(&gif).unwrap().facts;
+        assert_eq!((facts.width, facts.height), (300, 200));
     }
 
     #[test]
-    fn crc32_matches_the_png_reference_value() {
-        // The CRC of the IEND chunk type is fixed by the PNG specification.
-        assert_eq!(crc32(b"IEND"), 0xAE42_6082);
-    }
-
-    fn png_bytes(w: u32, h: u32) -> Vec<u8> {
-        let img = image::RgbImage::from_pixel(w, h, image::Rgb([10, 20, 30]));
-        let mut out = Cursor::new(Vec::new());
-        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-        out.into_inner()
+    fn the_pixel_limit_is_checked_from_the_header() {
+        // Given a PNG header claiming 20000 x 20000 and nothing else,
+        let mut png = png::SIGNATURE.to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&20_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&20_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        png.extend_from_slice(&13u32.to_be_bytes());
+        png.extend_from_slice(b"IHDR");
+        png.extend_from_slice(&ihdr);
+        png.extend_from_slice(&crc32fast::hash(&[b"IHDR".as_slice(), &ihdr].concat()).to_be_bytes());
+        // then it is refused for its pixels before anything else is read.
+        assert!(matches!(inspect(&png), Err(MediaError::TooLarge { code: "too_many_pixels", .. })));
     }
 
     #[test]
-    fn a_whole_png_validates_and_a_truncated_one_does_not() {
-        let png = png_bytes(16, 8);
-        assert_eq!(dimensions(&png, Format::Png).unwrap(), (16, 8));
-        validate_structure(&png, Format::Png).unwrap();
-        let cut = &png[..png.len() - 5];
-        assert!(validate_structure(cut, Format::Png).is_err());
+    fn a_whole_png_passes_and_a_truncated_one_does_not() {
+        let png = encode(
+            image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(16, 8, image::Rgb([1, 2, 3]))),
+            image::ImageFormat::Png,
+        );
+        assert_eq!(inspect(&png).unwrap().facts.width, 16);
+        assert!(inspect(&png[..png.len() - 5]).is_err());
     }
 
     #[test]
     fn a_truncated_jpeg_is_damaged() {
-        let img = image::RgbImage::from_pixel(64, 64, image::Rgb([200, 10, 10]));
-        let mut out = Cursor::new(Vec::new());
-        img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
-        let jpeg = out.into_inner();
-        validate_structure(&jpeg, Format::Jpeg).unwrap();
-        assert!(validate_structure(&jpeg[..jpeg.len() / 2], Format::Jpeg).is_err());
+        let jpeg = encode(
+            image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(64, 64, image::Rgb([200, 10, 10]))),
+            image::ImageFormat::Jpeg,
+        );
+        inspect(&jpeg).unwrap();
+        assert!(matches!(inspect(&jpeg[..jpeg.len() / 2]), Err(MediaError::Damaged(_))));
+    }
+
+    #[test]
+    fn a_decode_over_the_budget_is_refused_at_inspection() {
+        // Given small JPEGs whose frame headers are rewritten to 7000 x 7000 (49 megapixels),
+        let small = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 9]));
+        let cases = [
+            // Baseline: 3 bytes a pixel of output, within the budget.
+            (false, jpeg_encoder::SamplingFactor::F_2_2, true),
+            // Progressive with full-resolution colour: 6 more bytes a pixel of coefficients.
+            (true, jpeg_encoder::SamplingFactor::F_1_1, false),
+        ];
+        for (progressive, sampling, fits) in cases {
+            let mut bytes = Vec::new();
+            let mut encoder = jpeg_encoder::Encoder::new(&mut bytes, 80);
+            encoder.set_progressive(progressive);
+            encoder.set_sampling_factor(sampling);
+            encoder.encode(small.as_raw(), 64, 64, jpeg_encoder::ColorType::Rgb).unwrap();
+            let sof = bytes.windows(2).position(|w| w == [0xFF, if progressive { 0xC2 } else { 0xC0 }]).unwrap();
+            bytes[sof + 5..sof + 9].copy_from_slice(&[0x1B, 0x58, 0x1B, 0x58]);
+            // then the cost decides.
+            match inspect(&bytes) {
+                Ok(i) => assert!(fits && i.facts.decode_cost <= limits::DECODE_BUDGET, "{progressive}"),
+                Err(MediaError::TooLarge { code, .. }) => assert!(!fits && code == "too_complex", "{progressive}"),
+                Err(e) => panic!("{progressive}: {e}"),
+            }
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! The variant pipeline: decode once, derive every size from that decode, apply the EXIF
-//! orientation, encode without metadata.
+//! orientation, encode without metadata (the encoders write none; JPEG gets only JFIF's header).
 //!
 //! Speed choices, measured in `docs/benchmarks.md`:
 //! - Each size is resized from the next larger one (large from the original, medium from large,
@@ -11,17 +11,14 @@ use std::io::Cursor;
 
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::{DynamicImage, ImageReader, Limits};
+use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 
-use super::Format;
+use super::{Format, decode};
 
 /// JPEG quality of every variant. 82 is where artefacts stop being visible on photos at these
 /// sizes while files stay small; sharp's benchmarks use the same value.
 pub const JPEG_QUALITY: u8 = 82;
-
-/// The largest image, in pixels, that is accepted and decoded.
-pub const MAX_PIXELS: u64 = 50_000_000;
 
 /// The variant sizes: the long edge in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -69,6 +66,9 @@ pub struct Variant {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VariantError {
+    /// The file is not one inspection accepts now, or over the decode budget.
+    #[error("the image is refused: {0}")]
+    Refused(String),
     #[error("the image cannot be decoded: {0}")]
     Decode(String),
     #[error("the image cannot be resized: {0}")]
@@ -87,19 +87,33 @@ pub fn fit_inside(w: u32, h: u32, edge: u32) -> (u32, u32) {
     if w >= h { (edge, scale(h)) } else { (scale(w), edge) }
 }
 
-/// Decodes the image once and produces every variant, largest first.
-pub fn make_variants(bytes: &[u8], format: Format, orientation: u16) -> Result<Vec<Variant>, VariantError> {
-    let decoded = decode(bytes, format)?;
-    let (w, h) = (decoded.width(), decoded.height());
-    let alpha = has_visible_alpha(&decoded);
-    let (pixel_type, buf) = if alpha {
-        (PixelType::U8x4, decoded.into_rgba8().into_raw())
-    } else {
-        (PixelType::U8x3, decoded.into_rgb8().into_raw())
+/// Decodes the image once (through [`decode::decode`], holding its share of the decode budget
+/// until the last variant is encoded) and produces every variant, smallest first.
+///
+/// An image with visible transparency is resized with premultiplied alpha, done in place, so
+/// transparent pixels do not bleed their colour into their neighbours; an RGBA image that is
+/// opaque everywhere is resized as it is and becomes JPEG. Either way no second full-size buffer
+/// is made.
+pub fn make_variants(bytes: &[u8], orientation: u16) -> Result<Vec<Variant>, VariantError> {
+    let decoded = decode::decode(bytes, u64::MAX).map_err(|e| match e {
+        decode::DecodeError::Failed(m) => VariantError::Decode(m),
+        other => VariantError::Refused(other.to_string()),
+    })?;
+    let (image, _permit) = decoded.into_parts();
+    let (w, h) = (image.width(), image.height());
+    let alpha = has_visible_alpha(&image);
+    let (pixel_type, buf) = match image {
+        DynamicImage::ImageRgba8(b) => (PixelType::U8x4, b.into_raw()),
+        other => (PixelType::U8x3, other.into_rgb8().into_raw()),
     };
     let mut current = Image::from_vec_u8(w, h, buf, pixel_type).map_err(|e| VariantError::Resize(e.to_string()))?;
+    let mul_div = fast_image_resize::MulDiv::default();
+    if alpha {
+        mul_div.multiply_alpha_inplace(&mut current).map_err(|e| VariantError::Resize(e.to_string()))?;
+    }
     let mut resizer = Resizer::new();
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    // Alpha is premultiplied above (or irrelevant), so the resizer must not do it again.
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)).use_alpha(false);
     let mut out = Vec::with_capacity(3);
     for size in [Size::Large, Size::Medium, Size::Small] {
         let (tw, th) = fit_inside(w, h, size.long_edge());
@@ -108,42 +122,41 @@ pub fn make_variants(bytes: &[u8], format: Format, orientation: u16) -> Result<V
             resizer.resize(&current, &mut next, &options).map_err(|e| VariantError::Resize(e.to_string()))?;
             current = next;
         }
-        out.push(encode(size, &current, alpha, orientation)?);
+        out.push(encode(size, &current, alpha, orientation, &mul_div)?);
     }
     out.reverse();
     Ok(out)
-}
-
-fn decode(bytes: &[u8], format: Format) -> Result<DynamicImage, VariantError> {
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
-    let mut limits = Limits::default();
-    // Room for a 50-megapixel RGBA frame plus the decoder's working memory, and no more.
-    limits.max_alloc = Some(MAX_PIXELS * 4 + (64 << 20));
-    reader.limits(limits);
-    reader.decode().map_err(|e| VariantError::Decode(e.to_string()))
 }
 
 /// Whether any pixel is not fully opaque. An RGBA file that is opaque everywhere becomes JPEG.
 fn has_visible_alpha(img: &DynamicImage) -> bool {
     match img {
         DynamicImage::ImageRgba8(b) => b.pixels().any(|p| p.0[3] != 255),
-        DynamicImage::ImageLumaA8(b) => b.pixels().any(|p| p.0[1] != 255),
-        other if other.color().has_alpha() => other.to_rgba8().pixels().any(|p| p.0[3] != 255),
         _ => false,
     }
 }
 
-fn encode(size: Size, img: &Image<'_>, alpha: bool, orientation: u16) -> Result<Variant, VariantError> {
+fn encode(
+    size: Size,
+    img: &Image<'_>,
+    alpha: bool,
+    orientation: u16,
+    mul_div: &fast_image_resize::MulDiv,
+) -> Result<Variant, VariantError> {
     let (w, h) = (img.width(), img.height());
-    let raw = img.buffer().to_vec();
+    let encode_error = |e: &dyn std::fmt::Display| VariantError::Encode(e.to_string());
     let mut dynamic = if alpha {
-        DynamicImage::ImageRgba8(
-            image::RgbaImage::from_raw(w, h, raw).ok_or_else(|| VariantError::Encode("buffer size".into()))?,
-        )
+        let mut straight = img.copy();
+        mul_div.divide_alpha_inplace(&mut straight).map_err(|e| encode_error(&e))?;
+        let raw = straight.into_vec();
+        DynamicImage::ImageRgba8(image::RgbaImage::from_raw(w, h, raw).ok_or_else(|| encode_error(&"buffer size"))?)
+    } else if img.pixel_type() == PixelType::U8x4 {
+        // Opaque RGBA: drop the alpha channel of this (already resized) image only.
+        let rgb: Vec<u8> = img.buffer().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+        DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, rgb).ok_or_else(|| encode_error(&"buffer size"))?)
     } else {
-        DynamicImage::ImageRgb8(
-            image::RgbImage::from_raw(w, h, raw).ok_or_else(|| VariantError::Encode("buffer size".into()))?,
-        )
+        let raw = img.buffer().to_vec();
+        DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, raw).ok_or_else(|| encode_error(&"buffer size"))?)
     };
     if let Some(o) = image::metadata::Orientation::from_exif(orientation as u8) {
         dynamic.apply_orientation(o);
@@ -156,17 +169,15 @@ fn encode(size: Size, img: &Image<'_>, alpha: bool, orientation: u16) -> Result<
             image::codecs::png::CompressionType::Fast,
             image::codecs::png::FilterType::Adaptive,
         );
-        dynamic.write_with_encoder(encoder).map_err(|e| VariantError::Encode(e.to_string()))?;
+        dynamic.write_with_encoder(encoder).map_err(|e| encode_error(&e))?;
         (Format::Png, out.into_inner())
     } else {
         let mut out = Vec::new();
         let mut encoder = jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY);
         encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
         let (ew, eh) = (u16::try_from(dw), u16::try_from(dh));
-        let (Ok(ew), Ok(eh)) = (ew, eh) else { return Err(VariantError::Encode("variant too large for JPEG".into())) };
-        encoder
-            .encode(dynamic.as_bytes(), ew, eh, jpeg_encoder::ColorType::Rgb)
-            .map_err(|e| VariantError::Encode(e.to_string()))?;
+        let (Ok(ew), Ok(eh)) = (ew, eh) else { return Err(encode_error(&"variant too large for JPEG")) };
+        encoder.encode(dynamic.as_bytes(), ew, eh, jpeg_encoder::ColorType::Rgb).map_err(|e| encode_error(&e))?;
         (Format::Jpeg, out)
     };
     Ok(Variant { size, width: dw, height: dh, format, bytes })
@@ -200,7 +211,7 @@ mod tests {
             let mut png = Cursor::new(Vec::new());
             img.write_to(&mut png, image::ImageFormat::Png).unwrap();
             // when the variants are made,
-            let variants = make_variants(png.get_ref(), Format::Png, 1).unwrap();
+            let variants = make_variants(png.get_ref(), 1).unwrap();
             // then each has the expected format and sizes.
             let dims: Vec<_> = variants.iter().map(|v| (v.size, v.width, v.height, v.format)).collect();
             assert_eq!(
@@ -215,7 +226,7 @@ mod tests {
         let img = image::RgbImage::from_pixel(400, 300, image::Rgb([50, 60, 70]));
         let mut jpeg = Cursor::new(Vec::new());
         img.write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
-        let variants = make_variants(jpeg.get_ref(), Format::Jpeg, 6).unwrap();
+        let variants = make_variants(jpeg.get_ref(), 6).unwrap();
         assert_eq!((variants[0].width, variants[0].height), (240, 320));
     }
 }

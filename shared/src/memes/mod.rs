@@ -27,6 +27,7 @@ use crate::accounts::{ACCOUNT_SK, account_pk, check_idempotency_key};
 use crate::error::{Error, Result};
 use crate::images;
 use crate::media::variants::Size;
+use crate::media::{self, decode};
 use crate::secret;
 use crate::state::App;
 use crate::store::{Cond, Item, StoreError, TxOp, Update};
@@ -159,11 +160,16 @@ pub async fn deliver(
     if let Some(k) = key {
         check_idempotency_key(k)?;
     }
+    // A background that cannot be used is refused before any token is taken.
+    let background = match &req.image {
+        Some(id) => Some(background_source(app, id).await?),
+        None => None,
+    };
     let charged = charge(app, account_id, req, key).await?;
     if let Charged::Replay(body) = charged {
         return Ok(Answer { body, replayed: true });
     }
-    let made = make(app, renderer, account_id, req, base).await;
+    let made = make(app, renderer, account_id, req, background, base).await;
     let meme = match made {
         Ok(meme) => meme,
         Err(e) => {
@@ -289,46 +295,74 @@ async fn make(
     renderer: Arc<dyn Renderer>,
     account_id: &str,
     req: &MemeRequest,
+    background: Option<Background>,
     base: &str,
 ) -> Result<String> {
     if req.format == MemeFormat::Text {
         return Ok(format!("{account_id}_{}_{}_{}", req.lat, req.lon, req.query));
     }
-    let background = match &req.image {
-        Some(id) => Some(background_of(app, id).await?),
-        None => None,
-    };
     let caption = req.query.clone();
-    // Rendering is CPU work: off the async workers.
-    let png = tokio::task::spawn_blocking(move || renderer.render(&caption, background))
-        .await
-        .map_err(Error::internal)?
-        .map_err(|e| Error::internal(format!("rendering failed: {e}")))?;
+    // Decoding and rendering are CPU work: off the async workers.
+    let png = tokio::task::spawn_blocking(move || {
+        let background = background.map(Background::pixels).transpose()?;
+        renderer.render(&caption, background).map_err(|e| Error::internal(format!("rendering failed: {e}")))
+    })
+    .await
+    .map_err(Error::internal)??;
     let prepared = images::prepare(&png)?;
     // Nobody holds a delete token for a meme; the admin can delete it like any image.
     let stored = images::store(app, &prepared, &secret::digest_hex(&secret::new_token())).await?;
     Ok(format!("{base}/i/{}.{}", stored.image.id, stored.image.format.ext()))
 }
 
-/// The picture under a caption: the hosted image's medium variant when it is ready, else its
-/// original, decoded and scaled to at most 1024 pixels.
-async fn background_of(app: &App, id: &str) -> Result<image::RgbaImage> {
-    let record =
-        images::get_active(app, id).await.map_err(|_| Error::unprocessable("bad_parameter", "image: no such image"))?;
-    let key = match record.variant(Size::Medium) {
-        Some(v) => images::variant_key(id, Size::Medium, v.format),
-        None => record.original_key(),
-    };
-    let object = app.objects.get(&key).await?.ok_or_else(|| Error::internal("image object missing"))?;
-    let orientation = if record.variant(Size::Medium).is_some() { 1 } else { record.meta.effective_orientation() };
-    tokio::task::spawn_blocking(move || {
-        let mut img =
-            image::load_from_memory(&object.bytes).map_err(|e| Error::internal(format!("background: {e}")))?;
-        if let Some(o) = image::metadata::Orientation::from_exif(orientation as u8) {
+/// The most memory decoding a meme's background may take: a ready variant (at most 1024 pixels
+/// on its long edge) always fits; an original without one fits up to about 8 megapixels.
+pub const BACKGROUND_DECODE_LIMIT: u64 = 64 << 20;
+
+/// A hosted image's bytes, checked to be decodable within [`BACKGROUND_DECODE_LIMIT`].
+struct Background {
+    bytes: bytes::Bytes,
+    orientation: u16,
+}
+
+impl Background {
+    /// Decodes, orients and scales the picture to at most 1024 pixels.
+    fn pixels(self) -> Result<image::RgbaImage> {
+        let decoded = decode::decode(&self.bytes, BACKGROUND_DECODE_LIMIT).map_err(|e| unusable(&e.to_string()))?;
+        let (mut img, _permit) = decoded.into_parts();
+        if let Some(o) = image::metadata::Orientation::from_exif(self.orientation as u8) {
             img.apply_orientation(o);
         }
         Ok(img.thumbnail(1024, 1024).to_rgba8())
-    })
-    .await
-    .map_err(Error::internal)?
+    }
+}
+
+fn unusable(why: &str) -> Error {
+    Error::unprocessable("image_unusable", format!("image: this image cannot be drawn under a caption ({why})"))
+}
+
+/// Chooses the picture under a caption, before any charge: the image's medium variant when it
+/// is ready; otherwise its original, if that decodes within [`BACKGROUND_DECODE_LIMIT`]; otherwise
+/// a 422 `image_unusable`.
+async fn background_source(app: &App, id: &str) -> Result<Background> {
+    let record =
+        images::get_active(app, id).await.map_err(|_| Error::unprocessable("bad_parameter", "image: no such image"))?;
+    let (key, orientation) = match record.variant(Size::Medium) {
+        Some(v) => (images::variant_key(id, Size::Medium, v.format), 1),
+        None if record.variants == images::VariantsStatus::Failed => {
+            return Err(unusable("it has no variants"));
+        }
+        None => (record.original_key(), record.meta.effective_orientation()),
+    };
+    let object = app.objects.get(&key).await?.ok_or_else(|| Error::internal("image object missing"))?;
+    let bytes = object.bytes;
+    let checked = bytes.clone();
+    let cost = tokio::task::spawn_blocking(move || media::inspect(&checked).map(|i| i.facts.decode_cost))
+        .await
+        .map_err(Error::internal)?
+        .map_err(|e| unusable(&e.to_string()))?;
+    if cost > BACKGROUND_DECODE_LIMIT {
+        return Err(unusable("it is too large to draw on before its variants are made; try again shortly"));
+    }
+    Ok(Background { bytes, orientation })
 }

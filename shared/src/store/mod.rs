@@ -15,6 +15,7 @@
 //! DynamoDB's rules for conditions on missing items and `ADD` on missing attributes, so code that
 //! is correct on one family is correct on the other. `tests/contract.rs` holds them to that.
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod fs;
 pub mod sqlite;
@@ -35,6 +36,10 @@ pub enum StoreError {
     /// The backend failed for a reason unrelated to the request's data: I/O, network, throttling.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// A query's start cursor does not belong to that query (another listing's, or doctored).
+    /// Both families refuse it the same way, before asking the backend.
+    #[error("invalid cursor: {0}")]
+    InvalidCursor(String),
 }
 
 impl StoreError {
@@ -379,7 +384,8 @@ impl Query {
 }
 
 /// The key of the last item of a page: the table key, plus the index key for index queries.
-/// Both families produce the same cursor for the same item, so cursors are portable.
+/// Both families produce the same cursor for the same item, so cursors are portable; a cursor is
+/// only valid for a query over the same partition of the same index ([`Cursor::check`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cursor {
     pub pk: String,
@@ -391,6 +397,23 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// Checks that this cursor can start `q`: the same partition of the same index, and every key
+    /// a non-empty string of at most 1,024 bytes (DynamoDB's sort key limit). What a client sends
+    /// back as a cursor is untrusted, and DynamoDB would refuse a mismatched one as a malformed
+    /// request, so both families refuse it here alike.
+    pub fn check(&self, q: &Query) -> StoreResult<()> {
+        let bad = |why: &str| Err(StoreError::InvalidCursor(why.to_owned()));
+        let key_ok = |k: &str| !k.is_empty() && k.len() <= 1024;
+        if !key_ok(&self.pk) || !key_ok(&self.sk) {
+            return bad("a key is empty or too long");
+        }
+        match (q.index, &self.gsi1pk, &self.gsi1sk) {
+            (Index::Table, None, None) if self.pk == q.pk => Ok(()),
+            (Index::Gsi1, Some(gpk), Some(gsk)) if *gpk == q.pk && key_ok(gsk) => Ok(()),
+            _ => bad("it belongs to another listing"),
+        }
+    }
+
     pub fn of(item: &Item, index: Index) -> Self {
         let idx = index == Index::Gsi1;
         Cursor {

@@ -311,11 +311,8 @@ pub(crate) fn validate_query(q: &Query) -> StoreResult<()> {
     {
         return Err(invalid(format!("BETWEEN bounds are out of order: {lo:?} > {hi:?}")));
     }
-    if q.index == Index::Gsi1
-        && let Some(c) = &q.start
-        && c.gsi1sk.is_none()
-    {
-        return Err(invalid("the start cursor of an index query must hold the index key"));
+    if let Some(c) = &q.start {
+        c.check(q)?;
     }
     Ok(())
 }

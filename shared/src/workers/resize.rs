@@ -71,8 +71,8 @@ pub async fn make_variants(app: &App, id: &str) -> Result<()> {
         // The event raced a delete; the image is going away.
         return Ok(());
     };
-    let (format, orientation) = (record.format, record.meta.effective_orientation());
-    let made = tokio::task::spawn_blocking(move || variants::make_variants(&original.bytes, format, orientation))
+    let orientation = record.meta.effective_orientation();
+    let made = tokio::task::spawn_blocking(move || variants::make_variants(&original.bytes, orientation))
         .await
         .map_err(|e| Error::internal(format!("variant task panicked: {e}")))?;
     let pk = image_pk(id);

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use imghost_local::front::Limits;
 use imghost_local::{Local, Options};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -35,19 +36,31 @@ impl Server {
 
     /// The same, importing with `fetcher` (tests allow it their own loopback origin).
     pub async fn start_with(fetcher: imghost::fetch::Fetcher) -> Server {
+        Self::start_with_options(fetcher, Limits::default()).await
+    }
+
+    /// The same, with the front door's `limits` (tests of timeouts and the connection cap use
+    /// small ones).
+    pub async fn start_with_limits(limits: Limits) -> Server {
+        Self::start_with_options(imghost::fetch::Fetcher::public(), limits).await
+    }
+
+    async fn start_with_options(fetcher: imghost::fetch::Fetcher, limits: Limits) -> Server {
         let data = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
         let opts = Options {
-            addr: "127.0.0.1:0".parse().unwrap(),
+            addr: listener.local_addr().unwrap(),
             data_dir: data.path().to_path_buf(),
             admin_token: Some(ADMIN_TOKEN.into()),
-            public_url: None,
+            public_url: Some(base.clone()),
+            trust_proxy: false,
             fetcher: fetcher.clone(),
             keepalive_dry_run: true,
             web_dir: None,
+            limits: limits.clone(),
         };
         let local = Local::open(&opts).unwrap();
-        let listener = tokio::net::TcpListener::bind(opts.addr).await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(Local::run_worker(local.app.clone(), local.storage.object_events.clone(), stop_rx.clone()));
         tokio::spawn(Local::run_import_worker(
@@ -64,8 +77,9 @@ impl Server {
             stop_rx,
         ));
         let router = local.router();
+        // The same front door `imghost serve` runs, so that tests see what clients see.
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
+            imghost_local::front::serve(listener, router, limits, std::future::pending()).await.unwrap();
         });
         Server { base, client: reqwest::Client::new(), data, stop, server }
     }

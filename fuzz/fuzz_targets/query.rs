@@ -1,0 +1,10 @@
+//! Fuzz target `query`: the invariants are in `imghost::fuzzing::query`.
+#![no_main]
+
+use imghost::fuzzing;
+
+// Counting allocations is how the target checks its memory bound.
+#[global_allocator]
+static ALLOC: fuzzing::alloc::CountingAlloc = fuzzing::alloc::CountingAlloc;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzzing::query(data));

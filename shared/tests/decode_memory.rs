@@ -1,0 +1,129 @@
+//! The decode budget is only as good as each image's cost estimate: this measures the real peak
+//! memory (VmHWM) of making the variants of one image of each kind, each in a fresh process, and
+//! checks it against the estimate inspection gave.
+//!
+//! The test re-runs its own binary once per case (`IMGHOST_DECODE_FILE` names the image), since
+//! VmHWM only ever grows within a process.
+
+use std::io::Cursor;
+use std::process::Command;
+
+/// Images of about 6 megapixels: large enough that pixel buffers dominate the process, small
+/// enough to make quickly in a debug build.
+const SIDE: u32 = 2500;
+
+/// A kind of image, and how to make one.
+type Kind = (&'static str, fn() -> Vec<u8>);
+
+fn kinds() -> Vec<Kind> {
+    vec![
+        ("baseline JPEG 4:2:0", || jpeg(false, jpeg_encoder::SamplingFactor::F_2_2)),
+        ("baseline JPEG 4:4:4", || jpeg(false, jpeg_encoder::SamplingFactor::F_1_1)),
+        ("progressive JPEG 4:2:0", || jpeg(true, jpeg_encoder::SamplingFactor::F_2_2)),
+        ("progressive JPEG 4:4:4", || jpeg(true, jpeg_encoder::SamplingFactor::F_1_1)),
+        ("PNG RGB", || encode(image::DynamicImage::ImageRgb8(pattern_rgb()), image::ImageFormat::Png)),
+        ("PNG RGBA with transparency", || {
+            encode(image::DynamicImage::ImageRgba8(pattern_rgba()), image::ImageFormat::Png)
+        }),
+        ("PNG grey", || {
+            encode(
+                image::DynamicImage::ImageLuma8(image::DynamicImage::ImageRgb8(pattern_rgb()).to_luma8()),
+                image::ImageFormat::Png,
+            )
+        }),
+        ("PNG grey with alpha", || {
+            encode(
+                image::DynamicImage::ImageLumaA8(image::DynamicImage::ImageRgba8(pattern_rgba()).to_luma_alpha8()),
+                image::ImageFormat::Png,
+            )
+        }),
+        ("PNG 16-bit RGB", || {
+            encode(
+                image::DynamicImage::ImageRgb16(image::DynamicImage::ImageRgb8(pattern_rgb()).to_rgb16()),
+                image::ImageFormat::Png,
+            )
+        }),
+        ("GIF", || {
+            encode(
+                image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(SIDE, SIDE, |x, y| {
+                    image::Rgba([(x & 0xE0) as u8, (y & 0xE0) as u8, 0, 255])
+                })),
+                image::ImageFormat::Gif,
+            )
+        }),
+        ("WebP lossless with alpha", || {
+            encode(image::DynamicImage::ImageRgba8(pattern_rgba()), image::ImageFormat::WebP)
+        }),
+    ]
+}
+
+fn pattern_rgb() -> image::RgbImage {
+    image::RgbImage::from_fn(SIDE, SIDE, |x, y| image::Rgb([x as u8, y as u8, (x ^ y) as u8]))
+}
+
+fn pattern_rgba() -> image::RgbaImage {
+    image::RgbaImage::from_fn(SIDE, SIDE, |x, y| image::Rgba([x as u8, y as u8, 40, if x % 5 == 0 { 0 } else { 255 }]))
+}
+
+fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+fn jpeg(progressive: bool, sampling: jpeg_encoder::SamplingFactor) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 85);
+    encoder.set_progressive(progressive);
+    encoder.set_sampling_factor(sampling);
+    encoder.encode(pattern_rgb().as_raw(), SIDE as u16, SIDE as u16, jpeg_encoder::ColorType::Rgb).unwrap();
+    out
+}
+
+fn vm_hwm_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// The child's side: make the variants of the image in `path` and report the peak growth and
+/// the cost. The file was made by the parent, so that making it does not raise the peak here.
+fn measure(path: &str) {
+    let bytes = std::fs::read(path).unwrap();
+    let cost = imghost::media::inspect(&bytes).unwrap().facts.decode_cost;
+    let before = vm_hwm_bytes();
+    let variants = imghost::media::variants::make_variants(&bytes, 1).unwrap();
+    assert_eq!(variants.len(), 3);
+    let peak = vm_hwm_bytes() - before;
+    println!("MEASURED {peak} {cost}");
+}
+
+#[test]
+fn making_variants_stays_within_the_estimated_cost() {
+    if let Ok(path) = std::env::var("IMGHOST_DECODE_FILE") {
+        return measure(&path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut report = Vec::new();
+    for (i, (name, make)) in kinds().into_iter().enumerate() {
+        // Given one image of this kind, decoded in a fresh process,
+        let path = dir.path().join(i.to_string());
+        std::fs::write(&path, make()).unwrap();
+        let out = Command::new(&exe)
+            .args(["--exact", "making_variants_stays_within_the_estimated_cost", "--nocapture", "--test-threads=1"])
+            .env("IMGHOST_DECODE_FILE", &path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let line = stdout.split("MEASURED ").nth(1).unwrap_or_else(|| panic!("{name}: {stdout}"));
+        let figures: Vec<u64> = line.split_whitespace().take(2).map(|v| v.parse().unwrap()).collect();
+        let (peak, cost) = (figures[0], figures[1]);
+        report.push(format!("{name}: peak {} MiB, estimate {} MiB", peak >> 20, cost >> 20));
+        // when its variants are made, then the memory it took stays within the estimate the
+        // decode budget reserved for it.
+        assert!(peak <= cost, "{name}: measured {peak} bytes over the estimate of {cost}");
+    }
+    eprintln!("{}", report.join("\n"));
+}
