@@ -71,3 +71,80 @@ async fn links_are_built_on_the_public_url_whatever_the_request_says() {
     let view: Value = resp.send().await.unwrap().json().await.unwrap();
     assert!(view["link"].as_str().unwrap().starts_with(&server.base), "{view}");
 }
+
+/// A small baseline JPEG, and the offset of its frame header's marker byte.
+fn baseline_jpeg() -> (Vec<u8>, usize) {
+    let img = image::RgbImage::from_fn(32, 24, |x, y| image::Rgb([x as u8 * 8, y as u8 * 10, 90]));
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 80).encode(img.as_raw(), 32, 24, jpeg_encoder::ColorType::Rgb).unwrap();
+    let sof = out.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap() + 1;
+    (out, sof)
+}
+
+/// A small PNG with its header's bit depth and colour type replaced (checksum fixed).
+fn png_with(depth: u8, colour: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    let mut b = out.into_inner();
+    b[24] = depth;
+    b[25] = colour;
+    let crc = crc32(&b[12..29]);
+    b[29..33].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// CRC-32 as PNG defines it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_nothing_can_show_are_refused_at_upload_and_nothing_is_stored() {
+    let server = Server::start().await;
+    let (jpeg, sof) = baseline_jpeg();
+    let process = |marker: u8| {
+        let mut b = jpeg.clone();
+        b[sof] = marker;
+        b
+    };
+    let twelve_bit = {
+        let mut b = jpeg.clone();
+        b[sof + 3] = 12;
+        b
+    };
+    // Given files that pass a naive check of their magic bytes but that neither browsers nor
+    // the decoders can show,
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("lossless JPEG (SOF3)", process(0xC3), 415, "unsupported_image"),
+        ("arithmetic-coded JPEG (SOF9)", process(0xC9), 415, "unsupported_image"),
+        ("arithmetic-coded progressive JPEG (SOF10)", process(0xCA), 415, "unsupported_image"),
+        ("hierarchical JPEG (SOF5)", process(0xC5), 415, "unsupported_image"),
+        ("12-bit JPEG", twelve_bit, 415, "unsupported_image"),
+        ("PNG colour type 5", png_with(8, 5), 422, "damaged_image"),
+        ("PNG colour type 1", png_with(8, 1), 422, "damaged_image"),
+        ("RGB PNG with 4-bit samples", png_with(4, 2), 422, "damaged_image"),
+        ("palette PNG with 16-bit samples", png_with(16, 3), 422, "damaged_image"),
+        ("grey PNG with 3-bit samples", png_with(3, 0), 422, "damaged_image"),
+    ];
+    for (name, bytes, status, code) in cases {
+        // when each is uploaded,
+        let (got, body) = server.upload_raw(bytes, "image/jpeg").await;
+        // then it is refused with a JSON 4xx saying why,
+        assert_eq!((got, error_code(got, &body).as_str()), (status, code), "{name}: {body}");
+        assert!(!body["error"]["message"].as_str().unwrap_or_default().is_empty(), "{name}");
+    }
+    // and nothing was stored: the admin listing is empty.
+    let (_, listing) = server.admin_get_json("/v1/images").await;
+    assert_eq!(listing["images"].as_array().map(Vec::len), Some(0), "{listing}");
+    // The untouched baseline JPEG is accepted, so the refusals were the edits'.
+    let (status, _) = server.upload_raw(jpeg, "image/jpeg").await;
+    assert_eq!(status, 201);
+}

@@ -10,6 +10,8 @@
 //! that a 49-megapixel image takes milliseconds to make and a few hundred KiB to send. The last
 //! test checks those writers against the `image` crate's decoders.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -19,6 +21,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::files::{
+    LsbBits, adler32, gif_image_descriptor, gif_screen, jpeg_segment, png_chunk, png_file, png_ihdr, sub_blocks,
+};
 use futures::future::{BoxFuture, join_all};
 use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
@@ -753,33 +758,6 @@ fn summary(samples: &[(Duration, Memory)], phases: &Phases, startup: u64, peak: 
 // Writers: zlib (fixed-Huffman deflate of runs) and PNG
 // ---------------------------------------------------------------------------------------------
 
-/// Bits packed from the least significant end, as deflate and GIF's LZW pack them.
-#[derive(Default)]
-struct LsbBits {
-    out: Vec<u8>,
-    acc: u64,
-    n: u32,
-}
-
-impl LsbBits {
-    fn put(&mut self, value: u32, bits: u32) {
-        self.acc |= u64::from(value) << self.n;
-        self.n += bits;
-        while self.n >= 8 {
-            self.out.push(self.acc as u8);
-            self.acc >>= 8;
-            self.n -= 8;
-        }
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        if self.n > 0 {
-            self.out.push(self.acc as u8);
-        }
-        self.out
-    }
-}
-
 const ADLER_MOD: u64 = 65521;
 
 /// A zlib stream of one fixed-Huffman deflate block, written as literals and runs: a run is its
@@ -793,7 +771,7 @@ struct Zlib {
 
 impl Zlib {
     fn new() -> Zlib {
-        let mut bits = LsbBits { out: vec![0x78, 0x01], ..LsbBits::default() };
+        let mut bits = LsbBits::default();
         bits.put(1, 1); // The final block,
         bits.put(1, 2); // with the fixed codes.
         Zlib { bits, a: 1, b: 0 }
@@ -861,7 +839,8 @@ impl Zlib {
     fn finish(mut self) -> Vec<u8> {
         self.symbol(256);
         let adler = ((self.b << 16) | self.a) as u32;
-        let mut out = self.bits.finish();
+        let mut out = vec![0x78, 0x01];
+        out.extend(self.bits.finish());
         out.extend(adler.to_be_bytes());
         out
     }
@@ -871,43 +850,6 @@ fn zlib_run(byte: u8, count: u64) -> Vec<u8> {
     let mut z = Zlib::new();
     z.run(byte, count);
     z.finish()
-}
-
-fn adler32(bytes: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u64, 0u64);
-    for &x in bytes {
-        a = (a + u64::from(x)) % ADLER_MOD;
-        b = (b + a) % ADLER_MOD;
-    }
-    ((b << 16) | a) as u32
-}
-
-fn crc32(parts: &[&[u8]]) -> u32 {
-    static TABLE: LazyLock<[u32; 256]> = LazyLock::new(|| {
-        let mut table = [0u32; 256];
-        for (n, slot) in table.iter_mut().enumerate() {
-            let mut c = n as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            }
-            *slot = c;
-        }
-        table
-    });
-    let mut crc = !0u32;
-    for part in parts {
-        for &b in *part {
-            crc = TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
-        }
-    }
-    !crc
-}
-
-fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend((data.len() as u32).to_be_bytes());
-    out.extend(kind);
-    out.extend(data);
-    out.extend(crc32(&[kind, data]).to_be_bytes());
 }
 
 /// A PNG of one colour: `pixel` is one pixel as stored (its length follows from the bit depth
@@ -931,18 +873,8 @@ fn solid_png(
         z.literal(2);
         z.run(0, row);
     }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut header = Vec::new();
-    header.extend(width.to_be_bytes());
-    header.extend(height.to_be_bytes());
-    header.extend([bit_depth, colour_type, 0, 0, 0]);
-    png_chunk(&mut out, b"IHDR", &header);
-    for (kind, data) in before_data {
-        png_chunk(&mut out, kind, data);
-    }
-    png_chunk(&mut out, b"IDAT", &z.finish());
-    png_chunk(&mut out, b"IEND", &[]);
-    out
+    let chunks: Vec<Vec<u8>> = before_data.iter().map(|(kind, data)| png_chunk(kind, data)).collect();
+    png_file(&png_ihdr(width, height, bit_depth, colour_type, false), &chunks, &z.finish())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -987,25 +919,14 @@ fn lzw_run(index: u8, pixels: u64) -> Vec<u8> {
 
 /// A GIF's header and logical screen, with a two-colour global table (index 0 is orange).
 fn gif_start(width: u16, height: u16) -> Vec<u8> {
-    let mut out = b"GIF89a".to_vec();
-    out.extend(width.to_le_bytes());
-    out.extend(height.to_le_bytes());
-    out.extend([0x80, 0, 0, 200, 60, 20, 255, 255, 255]);
-    out
+    gif_screen(width, height, 0x80, &[200, 60, 20, 255, 255, 255])
 }
 
 /// A frame at the top left filled with index 0.
 fn gif_frame(out: &mut Vec<u8>, width: u16, height: u16) {
-    out.push(0x2C);
-    out.extend([0, 0, 0, 0]);
-    out.extend(width.to_le_bytes());
-    out.extend(height.to_le_bytes());
-    out.extend([0, 2]);
-    for block in lzw_run(0, u64::from(width) * u64::from(height)).chunks(255) {
-        out.push(block.len() as u8);
-        out.extend(block);
-    }
-    out.push(0);
+    out.extend(gif_image_descriptor(0, 0, width, height, 0));
+    out.push(2);
+    out.extend(sub_blocks(&lzw_run(0, u64::from(width) * u64::from(height))));
 }
 
 fn solid_gif(width: u16, height: u16) -> Vec<u8> {
@@ -1080,12 +1001,6 @@ type Component = (u8, u8, u8);
 const DC_CODE_BITS: u32 = 4;
 const EOB: (u32, u32) = (0b00, 2);
 
-fn segment(out: &mut Vec<u8>, marker: u8, payload: &[u8]) {
-    out.extend([0xFF, marker]);
-    out.extend(((payload.len() + 2) as u16).to_be_bytes());
-    out.extend(payload);
-}
-
 /// A scan header over the components `ids`, with spectral selection and approximation.
 fn sos(ids: &[u8], ss: u8, se: u8) -> Vec<u8> {
     let mut p = vec![ids.len() as u8];
@@ -1100,7 +1015,7 @@ fn sos(ids: &[u8], ss: u8, se: u8) -> Vec<u8> {
 /// the block's level minus 128) and the Huffman tables above, then the scans.
 fn jpeg(sof: u8, width: u16, height: u16, comps: &[Component], scans: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     let mut out = vec![0xFF, 0xD8];
-    segment(&mut out, 0xDB, &[[0u8].as_slice(), &[8; 64]].concat());
+    out.extend(jpeg_segment(0xDB, &[[0u8].as_slice(), &[8; 64]].concat()));
     let mut frame = vec![8];
     frame.extend(height.to_be_bytes());
     frame.extend(width.to_be_bytes());
@@ -1108,17 +1023,17 @@ fn jpeg(sof: u8, width: u16, height: u16, comps: &[Component], scans: &[(Vec<u8>
     for &(id, h, v) in comps {
         frame.extend([id, (h << 4) | v, 0]);
     }
-    segment(&mut out, sof, &frame);
+    out.extend(jpeg_segment(sof, &frame));
     // Class and slot, the count of codes of each length from 1 to 16 bits, the symbols.
     let table = |class_slot: u8, length: usize, symbols: &[u8]| {
         let mut counts = [0u8; 16];
         counts[length - 1] = symbols.len() as u8;
         [[class_slot].as_slice(), &counts, symbols].concat()
     };
-    segment(&mut out, 0xC4, &table(0x00, DC_CODE_BITS as usize, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]));
-    segment(&mut out, 0xC4, &table(0x10, EOB.1 as usize, &[0x00, 0x01]));
+    out.extend(jpeg_segment(0xC4, &table(0x00, DC_CODE_BITS as usize, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])));
+    out.extend(jpeg_segment(0xC4, &table(0x10, EOB.1 as usize, &[0x00, 0x01])));
     for (header, data) in scans {
-        segment(&mut out, 0xDA, header);
+        out.extend(jpeg_segment(0xDA, header));
         out.extend(data);
     }
     out.extend([0xFF, 0xD9]);
@@ -1200,7 +1115,7 @@ fn icc_jpeg(width: u16, height: u16, profile: usize) -> Vec<u8> {
     let plain = gradient_jpeg(width, height);
     let mut out = plain[..2].to_vec();
     for payload in &app2 {
-        segment(&mut out, 0xE2, payload);
+        out.extend(jpeg_segment(0xE2, payload));
     }
     out.extend(&plain[2..]);
     out

@@ -9,10 +9,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::files::{
+    PNG_SIGNATURE, encode_with_image, gif_image_descriptor, gif_lzw, gif_screen, jpeg_segment, png_chunk, sub_blocks,
+    zlib_stored,
+};
 use common::{Server, photos_dir};
 use serde_json::Value;
 
@@ -261,48 +264,6 @@ fn icc_profile(extra: &[u8]) -> Vec<u8> {
 // Containers: small writers and walkers
 // ---------------------------------------------------------------------------------------------
 
-const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
-
-fn crc32(parts: &[&[u8]]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for part in parts {
-        for &byte in *part {
-            crc ^= u32::from(byte);
-            for _ in 0..8 {
-                crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-            }
-        }
-    }
-    !crc
-}
-
-fn png_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut out = (data.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    out.extend_from_slice(&crc32(&[kind, data]).to_be_bytes());
-    out
-}
-
-/// A zlib stream of stored (uncompressed) deflate blocks: what it holds stays readable byte-wise.
-fn zlib_stored(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = if data.is_empty() { vec![&[]] } else { data.chunks(65_535).collect() };
-    for (i, block) in blocks.iter().enumerate() {
-        out.push(u8::from(i + 1 == blocks.len()));
-        out.extend_from_slice(&(block.len() as u16).to_le_bytes());
-        out.extend_from_slice(&(!(block.len() as u16)).to_le_bytes());
-        out.extend_from_slice(block);
-    }
-    let (mut a, mut b) = (1u32, 0u32);
-    for &byte in data {
-        a = (a + u32::from(byte)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    out.extend_from_slice(&((b << 16) | a).to_be_bytes());
-    out
-}
-
 /// Chunk types and data.
 type PngChunks = Vec<([u8; 4], Vec<u8>)>;
 
@@ -442,52 +403,6 @@ fn jpeg_walk(b: &[u8]) -> Result<Vec<Seg>, String> {
     }
 }
 
-fn jpeg_segment(marker: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0xFF, marker];
-    out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// GIF data sub-blocks with their terminator.
-fn sub_blocks(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![];
-    for c in data.chunks(255) {
-        out.push(c.len() as u8);
-        out.extend_from_slice(c);
-    }
-    out.push(0);
-    out
-}
-
-/// LZW image data (code size byte, sub-blocks) for 8-bit indices, written without compression:
-/// a clear code every 250 literals keeps every code 9 bits wide.
-fn gif_lzw(indices: &[u8]) -> Vec<u8> {
-    let (mut acc, mut nbits, mut data) = (0u32, 0u32, vec![]);
-    let mut put = |code: u32| {
-        acc |= code << nbits;
-        nbits += 9;
-        while nbits >= 8 {
-            data.push(acc as u8);
-            acc >>= 8;
-            nbits -= 8;
-        }
-    };
-    for run in indices.chunks(250) {
-        put(256);
-        for &i in run {
-            put(u32::from(i));
-        }
-    }
-    put(257);
-    if nbits > 0 {
-        data.push(acc as u8);
-    }
-    let mut out = vec![8];
-    out.extend_from_slice(&sub_blocks(&data));
-    out
-}
-
 fn gif_app(id: &[u8], data_blocks: &[u8]) -> Vec<u8> {
     assert_eq!(id.len(), 11);
     let mut out = vec![0x21, 0xFF, 11];
@@ -552,12 +467,6 @@ fn picture(seed: usize, alpha: bool) -> image::RgbaImage {
     let (x, y) = ((seed as u32 * 7) % W, (seed as u32 / W) % H);
     img.put_pixel(x, y, image::Rgba([seed as u8, 255 - seed as u8, 99, 255]));
     img
-}
-
-fn encode_with_image(img: image::DynamicImage, fmt: image::ImageFormat) -> Vec<u8> {
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, fmt).unwrap();
-    out.into_inner()
 }
 
 fn decode(bytes: &[u8]) -> Result<image::RgbaImage, String> {
@@ -912,26 +821,19 @@ fn gif_cases(c: &mut Canaries, seed: &mut usize) -> Vec<Case> {
                 palette.extend_from_slice(&[i, 255 - i, i.wrapping_mul(7)]);
             }
             let frame1: Vec<u8> = (0..W * H).map(|i| ((i * 5 + (i / W) * 3) as usize + *seed) as u8).collect();
-            let mut b = b"GIF89a".to_vec();
-            b.extend_from_slice(&(W as u16).to_le_bytes());
-            b.extend_from_slice(&(H as u16).to_le_bytes());
-            b.extend_from_slice(&[0xF7, 0, 0]);
-            b.extend_from_slice(&palette);
+            let mut b = gif_screen(W as u16, H as u16, 0xF7, &palette);
             b.extend(gif_app(b"NETSCAPE2.0", &[3, 1, 0, 0, 0]));
             if p == 0 {
                 b.extend_from_slice(&items);
             }
             b.extend_from_slice(&[0x21, 0xF9, 4, 0x04, 10, 0, 0, 0]);
-            b.extend_from_slice(&[0x2C, 0, 0, 0, 0]);
-            b.extend_from_slice(&(W as u16).to_le_bytes());
-            b.extend_from_slice(&(H as u16).to_le_bytes());
-            b.push(0);
+            b.extend(gif_image_descriptor(0, 0, W as u16, H as u16, 0));
             b.extend(gif_lzw(&frame1));
             if p == 1 {
                 b.extend_from_slice(&items);
             }
             b.extend_from_slice(&[0x21, 0xF9, 4, 0x04, 10, 0, 0, 0]);
-            b.extend_from_slice(&[0x2C, 8, 0, 8, 0, 16, 0, 16, 0, 0]);
+            b.extend(gif_image_descriptor(8, 8, 16, 16, 0));
             b.extend(gif_lzw(&[200u8; 256]));
             if p == 2 {
                 b.extend_from_slice(&items);
@@ -1199,27 +1101,6 @@ fn exiftool(files: &[PathBuf], dir: &Path) -> BTreeMap<PathBuf, serde_json::Map<
 }
 
 /// Waits until every variant is ready; a failed variant or the timeout is an error.
-async fn wait_ready(server: &Server, id: &str) -> Result<Value, String> {
-    let deadline = Instant::now() + VARIANT_TIMEOUT;
-    loop {
-        let (status, body) = server.get_json(&format!("/v1/images/{id}")).await;
-        if status != 200 {
-            return Err(format!("GET /v1/images/{id}: {status} {body}"));
-        }
-        let states: Vec<&str> = SIZES.iter().map(|s| body["variants"][s]["status"].as_str().unwrap_or("?")).collect();
-        if states.iter().all(|s| *s == "ready") {
-            return Ok(body);
-        }
-        if states.contains(&"failed") {
-            return Err(format!("a variant failed: {body}"));
-        }
-        if Instant::now() > deadline {
-            return Err(format!("variants not ready in {VARIANT_TIMEOUT:?}: {body}"));
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn get_bytes(server: &Server, url: &str) -> (u16, String, Vec<u8>) {
     let resp = server.client.get(url).send().await.unwrap();
     let status = resp.status().as_u16();
@@ -1331,7 +1212,7 @@ async fn metadata_in_every_position_and_spelling_is_stripped_from_everything_ser
         let case = &cases[*i];
         let id = body["id"].as_str().unwrap();
         let orientation = body["orientation"].as_u64().unwrap_or(1) as u16;
-        let body = match wait_ready(&server, id).await {
+        let body = match server.variants_ready(id, VARIANT_TIMEOUT).await {
             Ok(body) => body,
             Err(e) => {
                 failures.push(format!("{} ({}): {e}", case.name, case.what));

@@ -7,9 +7,12 @@
 
 mod common;
 
-use std::io::Cursor;
 use std::time::{Duration, Instant};
 
+use common::files::{
+    PNG_SIGNATURE, encode_with_image, gif_image_descriptor, gif_lzw, gif_screen, png_chunk, png_file, png_ihdr,
+    zlib_stored,
+};
 use common::{Server, error_code};
 use serde_json::Value;
 
@@ -19,46 +22,6 @@ const VARIANT_TIMEOUT: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------------
 // Writers
 // ---------------------------------------------------------------------------------------------
-
-fn crc32(parts: &[&[u8]]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for part in parts {
-        for &byte in *part {
-            crc ^= u32::from(byte);
-            for _ in 0..8 {
-                crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-            }
-        }
-    }
-    !crc
-}
-
-fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut out = (data.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    out.extend_from_slice(&crc32(&[kind, data]).to_be_bytes());
-    out
-}
-
-/// A zlib stream of stored (uncompressed) deflate blocks.
-fn zlib_stored(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x78, 0x01];
-    let blocks: Vec<&[u8]> = if data.is_empty() { vec![&[]] } else { data.chunks(65_535).collect() };
-    for (i, block) in blocks.iter().enumerate() {
-        out.push(u8::from(i + 1 == blocks.len()));
-        out.extend_from_slice(&(block.len() as u16).to_le_bytes());
-        out.extend_from_slice(&(!(block.len() as u16)).to_le_bytes());
-        out.extend_from_slice(block);
-    }
-    let (mut a, mut b) = (1u32, 0u32);
-    for &byte in data {
-        a = (a + u32::from(byte)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    out.extend_from_slice(&((b << 16) | a).to_be_bytes());
-    out
-}
 
 /// How a hand-written PNG stores its samples.
 #[derive(Clone, Copy)]
@@ -81,10 +44,7 @@ impl PngLayout {
     }
 
     fn ihdr(&self) -> Vec<u8> {
-        let mut d = self.width.to_be_bytes().to_vec();
-        d.extend_from_slice(&self.height.to_be_bytes());
-        d.extend_from_slice(&[self.bit_depth, self.color_type, 0, 0, u8::from(self.interlaced)]);
-        png_chunk(b"IHDR", &d)
+        png_ihdr(self.width, self.height, self.bit_depth, self.color_type, self.interlaced)
     }
 
     /// The filtered scanlines (filter type 0) of the pixels `(x0, y0)`, `(x0 + dx, y0)`... of
@@ -135,14 +95,7 @@ impl PngLayout {
 
     /// A whole PNG: signature, header, `extra` chunks (palette, transparency), data, end.
     fn file(&self, extra: &[Vec<u8>], sample: &dyn Fn(u32, u32) -> Vec<u16>) -> Vec<u8> {
-        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-        out.extend(self.ihdr());
-        for chunk in extra {
-            out.extend_from_slice(chunk);
-        }
-        out.extend(png_chunk(b"IDAT", &zlib_stored(&self.raw(sample))));
-        out.extend(png_chunk(b"IEND", b""));
-        out
+        png_file(&self.ihdr(), extra, &zlib_stored(&self.raw(sample)))
     }
 }
 
@@ -192,7 +145,7 @@ fn apng(default_is_frame: bool) -> Vec<u8> {
         png_chunk(b"fcTL", &d)
     };
     let fdat = |seq: u32, data: Vec<u8>| png_chunk(b"fdAT", &[&seq.to_be_bytes()[..], &data].concat());
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut out = PNG_SIGNATURE.to_vec();
     out.extend(layout.ihdr());
     out.extend(png_chunk(b"acTL", &[0, 0, 0, 3, 0, 0, 0, 0]));
     let seq = if default_is_frame {
@@ -213,45 +166,6 @@ fn apng(default_is_frame: bool) -> Vec<u8> {
     out
 }
 
-/// GIF data sub-blocks with their terminator.
-fn sub_blocks(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![];
-    for c in data.chunks(255) {
-        out.push(c.len() as u8);
-        out.extend_from_slice(c);
-    }
-    out.push(0);
-    out
-}
-
-/// LZW image data for 8-bit indices, written without compression: a clear code every 250
-/// literals keeps every code 9 bits wide.
-fn gif_lzw(indices: &[u8]) -> Vec<u8> {
-    let (mut acc, mut nbits, mut data) = (0u32, 0u32, vec![]);
-    let mut put = |code: u32| {
-        acc |= code << nbits;
-        nbits += 9;
-        while nbits >= 8 {
-            data.push(acc as u8);
-            acc >>= 8;
-            nbits -= 8;
-        }
-    };
-    for run in indices.chunks(250) {
-        put(256);
-        for &i in run {
-            put(u32::from(i));
-        }
-    }
-    put(257);
-    if nbits > 0 {
-        data.push(acc as u8);
-    }
-    let mut out = vec![8];
-    out.extend_from_slice(&sub_blocks(&data));
-    out
-}
-
 /// An interlaced GIF (rows stored in the four passes of the format: every 8th from 0, every
 /// 8th from 4, every 4th from 2, every 2nd from 1), with a 256-colour global table.
 fn interlaced_gif() -> Vec<u8> {
@@ -262,17 +176,9 @@ fn interlaced_gif() -> Vec<u8> {
         order.extend((start..h).step_by(step));
     }
     let indices: Vec<u8> = order.iter().flat_map(|&y| (0..w).map(move |x| index(x, y))).collect();
-    let mut out = b"GIF89a".to_vec();
-    out.extend_from_slice(&w.to_le_bytes());
-    out.extend_from_slice(&h.to_le_bytes());
-    out.extend_from_slice(&[0xF7, 0, 0]);
-    for i in 0..=255u8 {
-        out.extend_from_slice(&[i, i.wrapping_mul(3), 255 - i]);
-    }
-    out.extend_from_slice(&[0x2C, 0, 0, 0, 0]);
-    out.extend_from_slice(&w.to_le_bytes());
-    out.extend_from_slice(&h.to_le_bytes());
-    out.push(0x40);
+    let table: Vec<u8> = (0..=255u8).flat_map(|i| [i, i.wrapping_mul(3), 255 - i]).collect();
+    let mut out = gif_screen(w, h, 0xF7, &table);
+    out.extend(gif_image_descriptor(0, 0, w, h, 0x40));
     out.extend(gif_lzw(&indices));
     out.push(0x3B);
     out
@@ -281,18 +187,9 @@ fn interlaced_gif() -> Vec<u8> {
 /// A GIF with a 256-colour global table and one frame of `w`x`h` at `(left, top)` on a logical
 /// screen of `sw`x`sh`.
 fn one_frame_gif((sw, sh): (u16, u16), (left, top, w, h): (u16, u16, u16, u16)) -> Vec<u8> {
-    let mut out = b"GIF89a".to_vec();
-    out.extend_from_slice(&sw.to_le_bytes());
-    out.extend_from_slice(&sh.to_le_bytes());
-    out.extend_from_slice(&[0xF7, 0, 0]);
-    for i in 0..=255u8 {
-        out.extend_from_slice(&[i, 255 - i, i / 2]);
-    }
-    out.push(0x2C);
-    for v in [left, top, w, h] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.push(0);
+    let table: Vec<u8> = (0..=255u8).flat_map(|i| [i, 255 - i, i / 2]).collect();
+    let mut out = gif_screen(sw, sh, 0xF7, &table);
+    out.extend(gif_image_descriptor(left, top, w, h, 0));
     let indices: Vec<u8> = (0..u32::from(w) * u32::from(h)).map(|i| (i % 251) as u8).collect();
     out.extend(gif_lzw(&indices));
     out.push(0x3B);
@@ -302,17 +199,11 @@ fn one_frame_gif((sw, sh): (u16, u16), (left, top, w, h): (u16, u16, u16, u16)) 
 /// A GIF whose frames have only local colour tables, the second with a transparent index.
 fn local_tables_transparent_gif() -> Vec<u8> {
     let (w, h) = (20u16, 10u16);
-    let mut out = b"GIF89a".to_vec();
-    out.extend_from_slice(&w.to_le_bytes());
-    out.extend_from_slice(&h.to_le_bytes());
-    out.extend_from_slice(&[0x00, 0, 0]);
+    let mut out = gif_screen(w, h, 0x00, &[]);
     for (shade, transparent) in [(0u8, None), (200u8, Some(3u8))] {
         let flags = if transparent.is_some() { 0x09 } else { 0x08 };
         out.extend_from_slice(&[0x21, 0xF9, 4, flags, 20, 0, transparent.unwrap_or(0), 0]);
-        out.extend_from_slice(&[0x2C, 0, 0, 0, 0]);
-        out.extend_from_slice(&w.to_le_bytes());
-        out.extend_from_slice(&h.to_le_bytes());
-        out.push(0x87);
+        out.extend(gif_image_descriptor(0, 0, w, h, 0x87));
         for i in 0..=255u8 {
             out.extend_from_slice(&[i ^ shade, shade, i]);
         }
@@ -346,12 +237,6 @@ fn jpeg(
     setup(&mut encoder);
     encoder.encode(&pixels, w, h, colour).unwrap();
     out
-}
-
-fn with_image(img: image::DynamicImage, fmt: image::ImageFormat) -> Vec<u8> {
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, fmt).unwrap();
-    out.into_inner()
 }
 
 fn rgb(w: u32, h: u32) -> image::RgbImage {
@@ -452,25 +337,25 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
         ("1x65500 progressive JPEG", jpeg(1, 65_500, C::Rgb, |e| e.set_progressive(true))),
         ("1x1 JPEG", jpeg(1, 1, C::Rgb, |_| {})),
         ("1x1 greyscale JPEG", jpeg(1, 1, C::Luma, |_| {})),
-        ("1x1 PNG RGB", with_image(image::DynamicImage::ImageRgb8(rgb(1, 1)), png)),
-        ("1x1 PNG RGBA", with_image(image::DynamicImage::ImageRgba8(rgba(1, 1)), png)),
+        ("1x1 PNG RGB", encode_with_image(image::DynamicImage::ImageRgb8(rgb(1, 1)), png)),
+        ("1x1 PNG RGBA", encode_with_image(image::DynamicImage::ImageRgba8(rgba(1, 1)), png)),
         (
             "1x1 grey PNG, 1 bit",
             PngLayout { width: 1, height: 1, bit_depth: 1, color_type: 0, interlaced: false }
                 .file(&[], &|_, _| vec![1]),
         ),
         ("1x1 interlaced PNG", interlaced_png(2, 8, 1, 1)),
-        ("1x1 GIF", with_image(image::DynamicImage::ImageRgba8(rgba(1, 1)), image::ImageFormat::Gif)),
-        ("1x1 WebP lossless", with_image(image::DynamicImage::ImageRgba8(rgba(1, 1)), webp)),
-        ("65500x1 PNG", with_image(image::DynamicImage::ImageRgb8(rgb(65_500, 1)), png)),
-        ("1x65500 PNG", with_image(image::DynamicImage::ImageRgb8(rgb(1, 65_500)), png)),
-        ("16383x1 WebP lossless", with_image(image::DynamicImage::ImageRgba8(rgba(16_383, 1)), webp)),
-        ("1x16383 WebP lossless", with_image(image::DynamicImage::ImageRgb8(rgb(1, 16_383)), webp)),
+        ("1x1 GIF", encode_with_image(image::DynamicImage::ImageRgba8(rgba(1, 1)), image::ImageFormat::Gif)),
+        ("1x1 WebP lossless", encode_with_image(image::DynamicImage::ImageRgba8(rgba(1, 1)), webp)),
+        ("65500x1 PNG", encode_with_image(image::DynamicImage::ImageRgb8(rgb(65_500, 1)), png)),
+        ("1x65500 PNG", encode_with_image(image::DynamicImage::ImageRgb8(rgb(1, 65_500)), png)),
+        ("16383x1 WebP lossless", encode_with_image(image::DynamicImage::ImageRgba8(rgba(16_383, 1)), webp)),
+        ("1x16383 WebP lossless", encode_with_image(image::DynamicImage::ImageRgb8(rgb(1, 16_383)), webp)),
         ("65500x1 GIF", one_frame_gif((65_500, 1), (0, 0, 65_500, 1))),
         ("GIF whose frame reaches past its logical screen", one_frame_gif((20, 10), (10, 5, 30, 12))),
         (
             "16-bit RGB PNG",
-            with_image(
+            encode_with_image(
                 image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(45, 31, |x, y| {
                     image::Rgb([(x * 1400) as u16, (y * 2000) as u16, 65_535 - (x * y) as u16])
                 })),
@@ -479,7 +364,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "16-bit grey+alpha PNG",
-            with_image(
+            encode_with_image(
                 image::DynamicImage::ImageLumaA16(image::ImageBuffer::from_fn(45, 31, |x, y| {
                     image::LumaA([(x * 1400) as u16, (y * 2100) as u16])
                 })),
@@ -505,7 +390,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
         ("animated GIF (3 frames, transparency)", animated_gif()),
         ("interlaced GIF", interlaced_gif()),
         ("GIF with local colour tables only and a transparent index", local_tables_transparent_gif()),
-        ("lossless WebP with alpha", with_image(image::DynamicImage::ImageRgba8(rgba(47, 29)), webp)),
+        ("lossless WebP with alpha", encode_with_image(image::DynamicImage::ImageRgba8(rgba(47, 29)), webp)),
     ]
 }
 
@@ -521,28 +406,6 @@ fn fit_inside(w: u32, h: u32, edge: u32) -> (u32, u32) {
 }
 
 /// Waits until every variant is ready; a failed variant or the timeout is an error.
-async fn wait_ready(server: &Server, id: &str) -> Result<Value, String> {
-    let deadline = Instant::now() + VARIANT_TIMEOUT;
-    loop {
-        let (status, body) = server.get_json(&format!("/v1/images/{id}")).await;
-        if status != 200 {
-            return Err(format!("GET /v1/images/{id}: {status} {body}"));
-        }
-        let states: Vec<&str> =
-            SIZES.iter().map(|(s, _)| body["variants"][s]["status"].as_str().unwrap_or("?")).collect();
-        if states.iter().all(|s| *s == "ready") {
-            return Ok(body);
-        }
-        if states.contains(&"failed") {
-            return Err(format!("a variant failed: {body}"));
-        }
-        if Instant::now() > deadline {
-            return Err(format!("variants not ready in {VARIANT_TIMEOUT:?}: {body}"));
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn get_bytes(server: &Server, url: &str) -> (u16, Vec<u8>) {
     let resp = server.client.get(url).send().await.unwrap();
     (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
@@ -576,7 +439,7 @@ async fn check_served(server: &Server, body: &Value) -> Vec<String> {
     }
     // Every variant becomes ready, decodes, and has the size the API states, which is the
     // image fitted inside the size's square.
-    let body = match wait_ready(server, id).await {
+    let body = match server.variants_ready(id, VARIANT_TIMEOUT).await {
         Ok(body) => body,
         Err(e) => {
             problems.push(e);

@@ -10,6 +10,7 @@ use imghost_local::{Local, Options};
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub mod files;
 #[path = "../../../../shared/tests/support/origin.rs"]
 pub mod origin;
 
@@ -149,16 +150,32 @@ impl Server {
 
     /// Polls the metadata until every variant is ready, or fails after `timeout`.
     pub async fn wait_for_variants(&self, id: &str, timeout: Duration) -> Value {
+        self.variants_ready(id, timeout).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Polls an image until every variant is ready; an error says why not (a failed variant,
+    /// the image gone, or the timeout), so that a test can list every failure.
+    pub async fn variants_ready(&self, id: &str, timeout: Duration) -> Result<Value, String> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let (status, body) = self.get_json(&format!("/v1/images/{id}")).await;
-            assert_eq!(status, 200, "{body}");
-            let ready = ["small", "medium", "large"].iter().all(|s| body["variants"][s]["status"] == "ready");
-            if ready {
-                return body;
+            if status != 200 {
+                return Err(format!("GET /v1/images/{id}: {status} {body}"));
             }
-            assert!(tokio::time::Instant::now() < deadline, "variants of {id} not ready in {timeout:?}: {body}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let states: Vec<&str> = ["small", "medium", "large"]
+                .iter()
+                .map(|s| body["variants"][s]["status"].as_str().unwrap_or("?"))
+                .collect();
+            if states.iter().all(|s| *s == "ready") {
+                return Ok(body);
+            }
+            if states.contains(&"failed") {
+                return Err(format!("a variant of {id} failed: {body}"));
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("variants of {id} not ready in {timeout:?}: {body}"));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 }
