@@ -130,6 +130,26 @@ fn every_target_keeps_its_invariants_over_seeds_and_mutations() {
     }
 }
 
+/// Inputs that once broke an invariant (found by `cargo fuzz`, see docs/fuzzing.md), kept as
+/// `fuzz-regressions/<target>/<what it was>`: each must now pass its target.
+#[test]
+fn past_findings_stay_fixed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    let mut checked = 0;
+    for (name, target) in fuzzing::TARGETS {
+        let Ok(entries) = std::fs::read_dir(root.join(name)) else { continue };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let input = std::fs::read(&path).unwrap();
+            if catch_unwind(AssertUnwindSafe(|| target(&input))).is_err() {
+                panic!("{name}: {} breaks an invariant again", path.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no regression inputs found in {}", root.display());
+}
+
 #[test]
 fn the_image_seeds_cover_every_format() {
     let formats: std::collections::BTreeSet<_> =

@@ -245,6 +245,7 @@ pub(crate) fn inspect(b: &[u8]) -> Result<Facts, MediaError> {
             + canvas_bytes * canvas
             + super::resize_cost(width, height)
             + limits::DECODE_OVERHEAD,
+        check_by_decoding: false,
     })
 }
 

@@ -368,6 +368,7 @@ pub(crate) fn inspect(b: &[u8]) -> Result<(Facts, Extras), MediaError> {
                     frames: 1,
                     frame_pixels: pixels,
                     decode_cost: decode_cost(&frame, b.len()),
+                    check_by_decoding: frame.process == Process::Progressive,
                 };
                 return Ok((facts, extras));
             }

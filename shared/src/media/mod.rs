@@ -161,9 +161,13 @@ pub struct Facts {
     pub frames: u32,
     /// Pixels of every frame together.
     pub frame_pixels: u64,
-    /// The most memory, in bytes, that decoding the image and making its variants takes: what
-    /// the decode reserves from [`limits::DECODE_BUDGET`].
+    /// The most memory, in bytes, that decoding the image and making its variants takes, the
+    /// file itself included: what the decode reserves from [`limits::DECODE_BUDGET`].
     pub decode_cost: u64,
+    /// Whether the image data can only be checked by decoding it ([`verify_decodes`]): WebP
+    /// bitstreams, and progressive JPEG, whose decoder needs every scan to end where its data
+    /// ends.
+    pub check_by_decoding: bool,
 }
 
 /// The result of [`inspect`]: the facts, and what stripping that file needs to know.
@@ -192,12 +196,14 @@ enum Extras {
 /// the file, plus inflating at most the bytes the header promises.
 pub fn inspect(bytes: &[u8]) -> Result<Inspected, MediaError> {
     let format = sniff(bytes).ok_or_else(|| unsupported("the file is not a JPEG, PNG, GIF or WebP image"))?;
-    let (facts, extras) = match format {
+    let (mut facts, extras) = match format {
         Format::Jpeg => jpeg::inspect(bytes).map(|(f, e)| (f, Extras::Jpeg(e)))?,
         Format::Png => png::inspect(bytes).map(|(f, e)| (f, Extras::Png(e)))?,
         Format::Gif => (gif::inspect(bytes)?, Extras::Gif),
         Format::Webp => webp::inspect(bytes).map(|(f, e)| (f, Extras::Webp(e)))?,
     };
+    // The file itself is held while it is decoded, so it counts against the budget too.
+    facts.decode_cost += bytes.len() as u64;
     let pixels = u64::from(facts.width) * u64::from(facts.height);
     if pixels > limits::MAX_PIXELS {
         return Err(too_many_pixels(facts.width, facts.height));
@@ -231,19 +237,20 @@ impl Inspected {
     }
 }
 
-/// Checks by decoding what inspection cannot check in constant memory. WebP's lossy and
-/// lossless bitstreams are decoded only as a whole, so a WebP is decoded once here (within the
-/// decode budget) and refused as damaged when that fails; other formats were checked to their
-/// last byte by [`inspect`] and pass untouched. `bytes` is the stripped file that will be
-/// served.
+/// Checks by decoding what inspection cannot check in constant memory
+/// ([`Facts::check_by_decoding`]): WebP bitstreams decode only as a whole, and the progressive
+/// JPEG decoder fails on scans whose data does not end where it expects. Such a file is decoded
+/// once here, within the decode budget, and refused as damaged when that fails; PNG, GIF and
+/// sequential JPEG were checked to their last byte by [`inspect`] and pass untouched. `bytes` is
+/// the stripped file that will be served.
 pub fn verify_decodes(bytes: &[u8], facts: &Facts) -> Result<(), MediaError> {
-    if facts.format != Format::Webp {
+    if !facts.check_by_decoding {
         return Ok(());
     }
     match decode::decode(bytes, limits::DECODE_BUDGET) {
         Ok(_) => Ok(()),
         Err(decode::DecodeError::Refused(e)) => Err(e),
-        Err(e) => Err(damaged(&format!("the WebP image data is corrupt ({e})"))),
+        Err(e) => Err(damaged(&format!("the image data is corrupt ({e})"))),
     }
 }
 

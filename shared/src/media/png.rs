@@ -447,6 +447,7 @@ pub(crate) fn inspect(b: &[u8]) -> Result<(Facts, Extras), MediaError> {
                     frames,
                     frame_pixels,
                     decode_cost: decode_cost(&header, pos.seen & bit(b"tRNS") != 0),
+                    check_by_decoding: false,
                 };
                 return Ok((facts, Extras { animated }));
             }

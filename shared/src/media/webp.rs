@@ -202,6 +202,7 @@ pub(crate) fn inspect(b: &[u8]) -> Result<(Facts, Extras), MediaError> {
         frames,
         frame_pixels,
         decode_cost: u64::from(w) * u64::from(h) * per_pixel + super::resize_cost(w, h) + limits::DECODE_OVERHEAD,
+        check_by_decoding: true,
     };
     // The decoder's working set per pixel, with room to spare: lossy frames keep YUV planes
     // beside the RGB(A) output, lossless ones decode into their 4-byte output (measured: 4.1

@@ -319,10 +319,12 @@ async fn make(
 /// on its long edge) always fits; an original without one fits up to about 8 megapixels.
 pub const BACKGROUND_DECODE_LIMIT: u64 = 64 << 20;
 
-/// A hosted image's bytes, checked to be decodable within [`BACKGROUND_DECODE_LIMIT`].
+/// A hosted image's bytes, checked to be decodable within [`BACKGROUND_DECODE_LIMIT`], with
+/// their share of the upload memory budget (held until the meme is drawn).
 struct Background {
     bytes: bytes::Bytes,
     orientation: u16,
+    _reservation: crate::budget::BodyPermit,
 }
 
 impl Background {
@@ -354,6 +356,10 @@ async fn background_source(app: &App, id: &str) -> Result<Background> {
         }
         None => (record.original_key(), record.meta.effective_orientation()),
     };
+    // An original can be large (a presigned upload): its bytes count against the same budget as
+    // an upload's while they are held, so concurrent memes cannot pile them up.
+    let size = record.variant(Size::Medium).map_or(record.bytes, |v| v.bytes);
+    let reservation = crate::budget::reserve(size as usize).await;
     let object = app.objects.get(&key).await?.ok_or_else(|| Error::internal("image object missing"))?;
     let bytes = object.bytes;
     let checked = bytes.clone();
@@ -364,5 +370,5 @@ async fn background_source(app: &App, id: &str) -> Result<Background> {
     if cost > BACKGROUND_DECODE_LIMIT {
         return Err(unusable("it is too large to draw on before its variants are made; try again shortly"));
     }
-    Ok(Background { bytes, orientation })
+    Ok(Background { bytes, orientation, _reservation: reservation })
 }
