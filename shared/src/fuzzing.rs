@@ -18,9 +18,10 @@ pub const INSPECT_ALLOC_BOUND: usize = 256 << 10;
 /// Heap growth allowed for stripping beyond the size of the input (the output is at most the
 /// input plus rebuilt blocks: orientation, Adobe, standard Huffman tables).
 pub const STRIP_ALLOC_EXTRA: usize = 256 << 10;
-/// Heap allowed for reading EXIF, per byte of input, plus a fixed amount.
-pub const EXIF_ALLOC_PER_BYTE: usize = 16;
-pub const EXIF_ALLOC_EXTRA: usize = 64 << 10;
+/// Heap allowed for reading EXIF, per byte of the EXIF block read (at most
+/// `media::exif::MAX_EXIF_BYTES`), plus a fixed amount: about 4 MiB at the most, whatever the file.
+pub const EXIF_ALLOC_PER_BYTE: usize = 48;
+pub const EXIF_ALLOC_EXTRA: usize = 256 << 10;
 /// Images small enough that the fuzz targets decode them to compare with inspection.
 const DECODE_CHECK_PIXELS: u64 = 1 << 20;
 
@@ -243,7 +244,8 @@ pub fn keep_list_violation(b: &[u8], format: Format) -> Result<(), String> {
 /// coordinate outside the globe or an orientation outside 1 to 8.
 pub fn exif(data: &[u8]) {
     let (meta, peak) = alloc::measure(|| media::exif::read(data));
-    check_bound("exif", peak, EXIF_ALLOC_PER_BYTE * data.len() + EXIF_ALLOC_EXTRA);
+    let block = data.len().min(media::exif::MAX_EXIF_BYTES);
+    check_bound("exif", peak, EXIF_ALLOC_PER_BYTE * block + EXIF_ALLOC_EXTRA);
     assert!(meta.orientation.is_none_or(|o| (1..=8).contains(&o)));
     assert!(meta.gps_lat.is_none_or(|v| v.abs() <= 90.0) && meta.gps_lon.is_none_or(|v| v.abs() <= 180.0));
     assert_eq!(meta.gps_lat.is_some(), meta.gps_lon.is_some(), "half a position");

@@ -3,10 +3,10 @@
 //! Files with a broken EXIF block still upload: whatever can be read is kept and the rest is
 //! left empty. The readings agree with ExifTool's on the test photos (`tests/photos.rs`).
 
-use std::io::Cursor;
-
 use exif::{In, Reader, Tag};
 use serde::{Deserialize, Serialize};
+
+use super::Format;
 
 /// The metadata imghost keeps for an image. GPS is stored but never shown publicly.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -29,13 +29,45 @@ impl Metadata {
     }
 }
 
+/// The largest EXIF block read. A JPEG cannot hold more in its APP1 segment; PNG and WebP could
+/// carry megabytes, and the parser spends about 25 bytes of memory per byte of EXIF (measured by
+/// the `exif` fuzz target), so a larger block is not read at all (it is stripped anyway).
+pub const MAX_EXIF_BYTES: usize = 64 * 1024;
+
+/// Finds the EXIF block (the TIFF data) the way browsers and cameras place it: the first APP1
+/// `Exif` segment of a JPEG, the `eXIf` chunk of a PNG, the `EXIF` chunk of a WebP. Found by
+/// our own walks, so the parser only ever sees that block.
+fn exif_block(bytes: &[u8]) -> Option<&[u8]> {
+    use super::jpeg::{Segment, Segments};
+    let block = match super::sniff(bytes)? {
+        Format::Jpeg => Segments::new(bytes).map_while(Result::ok).find_map(|s| match s {
+            Segment::Marker { marker: 0xE1, payload, .. } => bytes[payload].strip_prefix(b"Exif\0\0"),
+            _ => None,
+        })?,
+        Format::Png => {
+            super::png::Chunks::new(bytes).map_while(Result::ok).find(|c| &c.kind == b"eXIf").map(|c| &bytes[c.data])?
+        }
+        Format::Webp => {
+            let end = (u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?) as usize + 8).min(bytes.len());
+            let chunk =
+                super::webp::Chunks::new(bytes, 12..end).map_while(Result::ok).find(|c| &c.fourcc == b"EXIF")?;
+            let payload = &bytes[chunk.payload];
+            // Some writers keep JPEG's "Exif\0\0" prefix in the chunk.
+            payload.strip_prefix(b"Exif\0\0").unwrap_or(payload)
+        }
+        Format::Gif => return None,
+    };
+    (block.len() <= MAX_EXIF_BYTES).then_some(block)
+}
+
 /// Reads metadata from a JPEG, PNG or WebP container. Never fails: unreadable EXIF yields
 /// empty metadata.
 pub fn read(bytes: &[u8]) -> Metadata {
+    let Some(block) = exif_block(bytes) else { return Metadata::default() };
     let mut reader = Reader::new();
     // Keep the fields that parse when others in the same block are malformed.
     reader.continue_on_error(true);
-    let exif = match reader.read_from_container(&mut Cursor::new(bytes)) {
+    let exif = match reader.read_raw(block.to_vec()) {
         Ok(exif) => exif,
         Err(exif::Error::PartialResult(partial)) => partial.into_inner().0,
         Err(_) => return Metadata::default(),
@@ -128,5 +160,26 @@ mod tests {
     fn bytes_without_exif_give_empty_metadata() {
         assert_eq!(read(b"\xFF\xD8\xFF\xD9"), Metadata::default());
         assert_eq!(read(b"not an image"), Metadata::default());
+    }
+
+    #[test]
+    fn an_exif_block_over_the_limit_is_not_read() {
+        // Given a PNG whose eXIf chunk says orientation 6, once small and once padded past the
+        // limit,
+        let mut tiff = b"MM\0\x2A\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0".to_vec();
+        let png_with = |tiff: &[u8]| {
+            let mut png = super::super::png::SIGNATURE.to_vec();
+            for (kind, data) in [(&b"IHDR"[..], &[0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0][..]), (b"eXIf", tiff)] {
+                png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+                png.extend_from_slice(kind);
+                png.extend_from_slice(data);
+                png.extend_from_slice(&crc32fast::hash(&[kind, data].concat()).to_be_bytes());
+            }
+            png
+        };
+        // then the small one is read and the large one is not.
+        assert_eq!(read(&png_with(&tiff)).orientation, Some(6));
+        tiff.resize(MAX_EXIF_BYTES + 1, 0);
+        assert_eq!(read(&png_with(&tiff)).orientation, None);
     }
 }
