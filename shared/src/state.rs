@@ -43,8 +43,8 @@ pub struct AppInner {
     /// Whether `X-Forwarded-Host` and `X-Forwarded-Proto` may be believed: only when the
     /// operator says a trusted proxy sets them (a client could send them otherwise).
     pub trust_proxy: bool,
-    /// SHA-256 of the admin token; `None` disables admin endpoints.
-    pub admin_digest: Option<[u8; 32]>,
+    /// The admin token, as a digest or where to read it.
+    pub admin: AdminSecret,
     /// Where presigned upload forms post to.
     pub uploads: UploadTarget,
     /// The queue of import messages (one per URL); `None` where imports are not wired.
@@ -69,9 +69,47 @@ impl App {
         App(Arc::new(inner))
     }
 
-    /// Whether `token` is the admin token, compared by digest in constant time.
-    pub fn is_admin_token(&self, token: &str) -> bool {
-        self.admin_digest.as_ref().is_some_and(|d| secret::matches_digest(token, d))
+    /// Whether `token` is the admin token, compared by digest in constant time. In AWS the
+    /// first call reads the token from SSM; a failure to read it is an error (503), not a
+    /// refusal, so that an outage is not mistaken for a wrong token.
+    pub async fn is_admin_token(&self, token: &str) -> Result<bool, crate::Error> {
+        Ok(self.admin.digest().await?.is_some_and(|d| secret::matches_digest(token, &d)))
+    }
+}
+
+/// Where the admin token's digest comes from. Only functions with admin routes are given one;
+/// the others never touch SSM.
+pub enum AdminSecret {
+    /// No admin here: admin routes answer 401.
+    Disabled,
+    /// SHA-256 of the token, known at start (local runs, tests).
+    Digest([u8; 32]),
+    /// An SSM SecureString, read on the first request that needs it and kept for the life of
+    /// the process: a cold start of a public request makes no SSM call.
+    #[cfg(feature = "aws")]
+    Parameter { name: String, sdk: Box<aws_config::SdkConfig>, digest: tokio::sync::OnceCell<[u8; 32]> },
+}
+
+impl AdminSecret {
+    /// The digest, reading it first if it lives in SSM.
+    pub async fn digest(&self) -> Result<Option<[u8; 32]>, crate::Error> {
+        match self {
+            AdminSecret::Disabled => Ok(None),
+            AdminSecret::Digest(d) => Ok(Some(*d)),
+            #[cfg(feature = "aws")]
+            AdminSecret::Parameter { name, sdk, digest } => digest
+                .get_or_try_init(|| async {
+                    let token = crate::aws::read_secure_parameter(sdk, name).await?;
+                    Ok::<_, crate::Error>(secret::digest(&token))
+                })
+                .await
+                .map(|d| Some(*d)),
+        }
+    }
+
+    /// A token given in the configuration (never in AWS), or none.
+    pub fn from_token(token: Option<&str>) -> Self {
+        token.map_or(AdminSecret::Disabled, |t| AdminSecret::Digest(secret::digest(t)))
     }
 }
 
@@ -108,14 +146,14 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
     match &cfg.storage {
         Storage::Local { data_dir } => {
             let local = LocalStorage::open(data_dir)?;
-            let admin_digest = cfg.admin_token.as_deref().map(secret::digest);
+            let admin = AdminSecret::from_token(cfg.admin_token.as_deref());
             Ok(App::new(AppInner {
                 table: local.table,
                 objects: local.objects,
                 delivery: delivery(cfg),
                 public_url: cfg.public_url.clone(),
                 trust_proxy: cfg.trust_proxy,
-                admin_digest,
+                admin,
                 uploads: UploadTarget::Local,
                 imports: Some(local.imports),
                 keepalive: Some(local.keepalive),
@@ -133,9 +171,13 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 url.as_ref().map(|u| Arc::new(SqsQueue::new(sqs.clone(), u.clone())) as Arc<dyn Queue>)
             };
             let (imports, keepalive) = (queue(&cfg.import_queue_url), queue(&cfg.keepalive_queue_url));
-            let admin_digest = match &cfg.admin_token_param {
-                Some(name) => Some(secret::digest(&crate::aws::read_secure_parameter(&sdk, name).await?)),
-                None => cfg.admin_token.as_deref().map(secret::digest),
+            let admin = match &cfg.admin_token_param {
+                Some(name) => AdminSecret::Parameter {
+                    name: name.clone(),
+                    sdk: Box::new(sdk.clone()),
+                    digest: tokio::sync::OnceCell::new(),
+                },
+                None => AdminSecret::from_token(cfg.admin_token.as_deref()),
             };
             let credentials = sdk
                 .credentials_provider()
@@ -152,7 +194,7 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 delivery: delivery(cfg),
                 public_url: cfg.public_url.clone(),
                 trust_proxy: cfg.trust_proxy,
-                admin_digest,
+                admin,
                 uploads,
                 imports,
                 keepalive,

@@ -37,7 +37,7 @@ async fn aws_app() -> (App, String) {
         delivery: Delivery::Redirect { base: "https://cdn.example".into() },
         public_url: Some("https://img.example".into()),
         trust_proxy: false,
-        admin_digest: None,
+        admin: imghost::state::AdminSecret::Disabled,
         uploads: UploadTarget::S3 {
             bucket: bucket.clone(),
             region: "us-east-1".into(),
@@ -219,7 +219,7 @@ async fn an_upload_whose_original_cannot_be_stored_counts_nowhere_on_both_famili
         delivery: Delivery::Bytes,
         public_url: None,
         trust_proxy: false,
-        admin_digest: None,
+        admin: imghost::state::AdminSecret::Disabled,
         uploads: aws.uploads.clone(),
         imports: None,
         keepalive: None,

@@ -93,7 +93,7 @@ impl Local {
             delivery: Delivery::Bytes,
             public_url: opts.public_url.clone(),
             trust_proxy: opts.trust_proxy,
-            admin_digest: Some(admin_digest),
+            admin: imghost::state::AdminSecret::Digest(admin_digest),
             uploads: imghost::uploads::UploadTarget::Local,
             imports: Some(storage.imports.clone()),
             keepalive: Some(storage.keepalive.clone()),

@@ -81,7 +81,7 @@ async fn every_photo_uploads_with_metadata_matching_exiftool() {
         delivery: imghost::state::Delivery::Bytes,
         public_url: None,
         trust_proxy: false,
-        admin_digest: None,
+        admin: imghost::state::AdminSecret::Disabled,
         uploads: imghost::uploads::UploadTarget::Local,
         imports: None,
         keepalive: None,

@@ -58,7 +58,7 @@ async fn list_images(
 
 #[instrument(skip(app, headers))]
 async fn delete_image(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode> {
-    if is_admin(&app, &headers) {
+    if is_admin(&app, &headers).await? {
         images::delete_image(&app, &id).await?;
     } else {
         let token = headers

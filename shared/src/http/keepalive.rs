@@ -63,7 +63,7 @@ async fn list(_: Admin, State(app): State<App>, Params(params): Params) -> Resul
 
 #[instrument(skip(app, headers))]
 async fn remove(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode> {
-    if is_admin(&app, &headers) {
+    if is_admin(&app, &headers).await? {
         keepalive::delete(&app, &id, None).await?;
     } else {
         let token = headers

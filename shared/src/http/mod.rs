@@ -142,8 +142,11 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Whether the request carries the admin token.
-pub fn is_admin(app: &App, headers: &HeaderMap) -> bool {
-    bearer(headers).is_some_and(|t| app.is_admin_token(t))
+pub async fn is_admin(app: &App, headers: &HeaderMap) -> Result<bool, Error> {
+    match bearer(headers) {
+        Some(token) => app.is_admin_token(token).await,
+        None => Ok(false),
+    }
 }
 
 /// Extractor that admits only the admin; anything else is a 401 revealing nothing more.
@@ -152,6 +155,6 @@ pub struct Admin;
 impl FromRequestParts<App> for Admin {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Error> {
-        if is_admin(app, &parts.headers) { Ok(Admin) } else { Err(Error::unauthorized()) }
+        if is_admin(app, &parts.headers).await? { Ok(Admin) } else { Err(Error::unauthorized()) }
     }
 }

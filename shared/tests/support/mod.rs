@@ -134,6 +134,17 @@ impl Moto {
         aws_sdk_sqs::Client::from_conf(conf)
     }
 
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        use aws_sdk_ssm::config::{Credentials, Region};
+        let conf = aws_sdk_ssm::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+            .build();
+        aws_sdk_ssm::Client::from_conf(conf)
+    }
+
     /// Polls until moto answers an HTTP request, or panics after [`STARTUP_TIMEOUT`] or as soon
     /// as moto has exited (the guard exits with it), e.g. when `moto_server` is on PATH but the
     /// Python package behind it is missing.
