@@ -335,11 +335,18 @@ fn check_scan(frame: &Frame, seg: &[u8], huffman: u8, quant: u8, extras: &mut Ex
     Ok(())
 }
 
+/// The most table segments (DHT, DQT, DRI) between two scans. The decoder gives up after 64
+/// markers between scans; encoders write a few.
+const MAX_TABLES_BETWEEN_SCANS: usize = 32;
+
 /// The checks of [`super::inspect`] for a JPEG, and what stripping needs to know.
 pub(crate) fn inspect(b: &[u8]) -> Result<(Facts, Extras), MediaError> {
     let mut frame: Option<Frame> = None;
     let mut restart_interval = 0usize;
     let mut scans = 0usize;
+    // Table segments since the last scan: the decoder reads at most 64 markers between two
+    // scans (a guard of its own against floods), so more are refused here.
+    let mut since_scan = 0usize;
     let (mut huffman, mut quant) = (0u8, 0u8);
     let mut extras = Extras::default();
     for segment in Segments::new(b) {
@@ -375,6 +382,12 @@ pub(crate) fn inspect(b: &[u8]) -> Result<(Facts, Extras), MediaError> {
             Segment::Standalone { .. } => {}
             Segment::Marker { marker, payload, .. } => {
                 let seg = &b[payload];
+                if scans > 0 && matches!(marker, 0xC4 | 0xDB | 0xDD) {
+                    since_scan += 1;
+                    if since_scan > MAX_TABLES_BETWEEN_SCANS {
+                        return Err(damaged("the JPEG has too many table segments between two scans"));
+                    }
+                }
                 match marker {
                     0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
                         if frame.is_some() {
@@ -402,6 +415,7 @@ pub(crate) fn inspect(b: &[u8]) -> Result<(Facts, Extras), MediaError> {
                 let seg = &b[header];
                 check_scan(f, seg, huffman, quant, &mut extras)?;
                 scans += 1;
+                since_scan = 0;
                 if scans > limits::MAX_JPEG_SCANS {
                     return Err(too_large(
                         "too_many_scans",
