@@ -41,6 +41,13 @@ fn python_with_moto(moto_server: &std::path::Path) -> PathBuf {
 /// process ends: a static is never dropped, so a small shell guard watches this process and
 /// stops moto once it is gone, whatever way the test binary exits.
 pub fn start_moto() -> Moto {
+    start_moto_with(&[])
+}
+
+/// [`start_moto`] with extra environment variables for moto, such as
+/// `INITIAL_NO_AUTH_ACTION_COUNT`, which makes moto enforce IAM policies after that many
+/// requests (see `POST /moto-api/reset-auth` to change the count while it runs).
+pub fn start_moto_with(env: &[(&str, &str)]) -> Moto {
     let bin = find_on_path("moto_server").unwrap_or_else(|| {
         panic!(
             "moto_server is not on PATH. The AWS half of the contract suite needs it: run the \
@@ -78,6 +85,7 @@ pub fn start_moto() -> Moto {
         .arg(python_with_moto(&bin))
         .arg(port.to_string())
         .arg(launcher)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
