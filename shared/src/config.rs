@@ -7,9 +7,9 @@ use std::path::PathBuf;
 pub enum Storage {
     /// SQLite and files under one data directory.
     Local { data_dir: PathBuf },
-    /// S3, DynamoDB and SQS. Endpoints come from the AWS SDK's own configuration
-    /// (`AWS_ENDPOINT_URL` and friends), which is how tests point it at moto.
-    Aws { bucket: String, table: String },
+    /// S3, DynamoDB and SQS, in `region` (`AWS_REGION`, which Lambda sets), at `endpoint`
+    /// when given (`AWS_ENDPOINT_URL`: how tests point the functions at moto).
+    Aws { bucket: String, table: String, region: Option<String>, endpoint: Option<String> },
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -60,7 +60,8 @@ impl Config {
     /// `IMGHOST_STORAGE` (`local`, the default, or `aws`), `IMGHOST_DATA_DIR` (default `./data`),
     /// `IMGHOST_BUCKET`, `IMGHOST_TABLE`, `IMGHOST_PUBLIC_URL`, `IMGHOST_CDN_URL`,
     /// `IMGHOST_ADMIN_TOKEN_PARAM`, `IMGHOST_ADMIN_TOKEN`, `IMGHOST_IMPORT_QUEUE_URL`,
-    /// `IMGHOST_KEEPALIVE_QUEUE_URL`, `IMGHOST_TRUST_PROXY`.
+    /// `IMGHOST_KEEPALIVE_QUEUE_URL`, `IMGHOST_TRUST_PROXY`; with AWS storage also `AWS_REGION`
+    /// (or `AWS_DEFAULT_REGION`) and `AWS_ENDPOINT_URL`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -75,6 +76,8 @@ impl Config {
                     .ok_or_else(|| ConfigError("IMGHOST_BUCKET is required with IMGHOST_STORAGE=aws".into()))?,
                 table: get("IMGHOST_TABLE")
                     .ok_or_else(|| ConfigError("IMGHOST_TABLE is required with IMGHOST_STORAGE=aws".into()))?,
+                region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+                endpoint: get("AWS_ENDPOINT_URL"),
             },
             other => return Err(ConfigError(format!("IMGHOST_STORAGE must be local or aws, not {other:?}"))),
         };
@@ -119,7 +122,7 @@ mod tests {
             _ => None,
         };
         let c = Config::from_lookup(env).unwrap();
-        assert_eq!(c.storage, Storage::Aws { bucket: "b".into(), table: "t".into() });
+        assert_eq!(c.storage, Storage::Aws { bucket: "b".into(), table: "t".into(), region: None, endpoint: None });
         assert_eq!(c.cdn_url.as_deref(), Some("https://cdn.example"));
     }
 

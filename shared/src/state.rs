@@ -1,16 +1,21 @@
 //! The application state every router and worker shares: storage handles and delivery settings.
 //! Built once per process (per Lambda cold start, or once by the local runner).
 
+#[cfg(feature = "embedded")]
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{Config, Storage};
 use crate::secret;
+#[cfg(feature = "embedded")]
+use crate::store::StoreError;
 #[cfg(feature = "aws")]
 use crate::store::aws::{DynamoTable, S3Objects, SqsQueue};
+#[cfg(feature = "embedded")]
 use crate::store::fs::FsObjects;
+#[cfg(feature = "embedded")]
 use crate::store::sqlite::{SqliteDb, SqliteQueue, SqliteTable};
-use crate::store::{Objects, Queue, StoreError, Table};
+use crate::store::{Objects, Queue, Table};
 use crate::uploads::UploadTarget;
 
 /// Name of the local queue that carries object-created notifications, as S3 does in AWS.
@@ -115,6 +120,7 @@ impl AdminSecret {
 
 /// The embedded storage family under one data directory, with the queue that local workers
 /// consume.
+#[cfg(feature = "embedded")]
 pub struct LocalStorage {
     pub db: SqliteDb,
     pub table: Arc<SqliteTable>,
@@ -124,15 +130,26 @@ pub struct LocalStorage {
     pub keepalive: Arc<SqliteQueue>,
 }
 
+#[cfg(feature = "embedded")]
 impl LocalStorage {
+    /// The SQLite file of a data directory: the table and every queue.
+    pub fn db_path(data_dir: &Path) -> std::path::PathBuf {
+        data_dir.join("imghost.db")
+    }
+
+    /// The folder of a data directory that holds the objects.
+    pub fn objects_dir(data_dir: &Path) -> std::path::PathBuf {
+        data_dir.join("objects")
+    }
+
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(StoreError::backend)?;
-        let db = SqliteDb::open(&data_dir.join("imghost.db"))?;
+        let db = SqliteDb::open(&Self::db_path(data_dir))?;
         let table = Arc::new(SqliteTable::new(db.clone()));
         let object_events = Arc::new(SqliteQueue::new(db.clone(), OBJECT_EVENTS_QUEUE, LOCAL_MAX_RECEIVES));
         let queue: Arc<dyn Queue> = object_events.clone();
         let objects = Arc::new(
-            FsObjects::new(data_dir.join("objects"))
+            FsObjects::new(Self::objects_dir(data_dir))
                 .notify(NOTIFY_PREFIXES.iter().map(|p| p.to_string()).collect(), queue),
         );
         let imports = Arc::new(SqliteQueue::new(db.clone(), IMPORTS_QUEUE, LOCAL_MAX_RECEIVES));
@@ -144,6 +161,11 @@ impl LocalStorage {
 /// Builds the state for a Lambda function from its configuration.
 pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
     match &cfg.storage {
+        #[cfg(not(feature = "embedded"))]
+        Storage::Local { .. } => {
+            Err(crate::Error::internal("this build has no embedded storage (the `embedded` feature is off)"))
+        }
+        #[cfg(feature = "embedded")]
         Storage::Local { data_dir } => {
             let local = LocalStorage::open(data_dir)?;
             let admin = AdminSecret::from_token(cfg.admin_token.as_deref());
@@ -162,8 +184,8 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
         #[cfg(not(feature = "aws"))]
         Storage::Aws { .. } => Err(crate::Error::internal("this build has no AWS storage (the `aws` feature is off)")),
         #[cfg(feature = "aws")]
-        Storage::Aws { bucket, table } => {
-            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Storage::Aws { bucket, table, region, endpoint } => {
+            let sdk = crate::aws::lambda_sdk_config(region.clone(), endpoint.clone());
             let s3 = aws_sdk_s3::Client::new(&sdk);
             let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
             let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -203,6 +225,7 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
     }
 }
 
+#[cfg(any(feature = "aws", feature = "embedded"))]
 fn delivery(cfg: &Config) -> Delivery {
     match &cfg.cdn_url {
         Some(base) => Delivery::Redirect { base: base.clone() },

@@ -16,7 +16,10 @@ use bytes::Bytes;
 use imghost::store::aws::{DynamoTable, S3Objects, SqsQueue, provision};
 use imghost::store::fs::FsObjects;
 use imghost::store::sqlite::{SqliteDb, SqliteQueue, SqliteTable};
-use imghost::store::{Cond, Cursor, Delivery, Item, Objects, Query, Queue, SkCond, StoreError, Table, TxOp, Update};
+use imghost::store::{
+    Cond, Cursor, Delivery, Item, ListObjects, Objects, Query, Queue, ScanTable, SkCond, StoreError, Table, TxOp,
+    Update,
+};
 use tempfile::TempDir;
 
 /// A port under test and whatever must live as long as it (the temporary directory of the
@@ -51,6 +54,17 @@ mod embedded {
     pub async fn counters() -> Fixture<dyn Table> {
         table().await
     }
+
+    pub async fn scan() -> Fixture<dyn ScanTable> {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteDb::open(&dir.path().join("state.db")).unwrap();
+        Fixture { port: Box::new(SqliteTable::new(db)), _dir: Some(dir) }
+    }
+
+    pub async fn listing() -> Fixture<dyn ListObjects> {
+        let dir = tempfile::tempdir().unwrap();
+        Fixture { port: Box::new(FsObjects::new(dir.path().join("objects"))), _dir: Some(dir) }
+    }
 }
 
 /// Builds the AWS family's adapters on fresh resources in the shared moto server.
@@ -80,6 +94,20 @@ mod hosted {
 
     pub async fn counters() -> Fixture<dyn Table> {
         table().await
+    }
+
+    pub async fn scan() -> Fixture<dyn ScanTable> {
+        let client = moto().dynamodb();
+        let name = unique("table");
+        provision::ensure_table(&client, &name).await.unwrap();
+        Fixture { port: Box::new(DynamoTable::new(client, name)), _dir: None }
+    }
+
+    pub async fn listing() -> Fixture<dyn ListObjects> {
+        let client = moto().s3();
+        let name = unique("bucket");
+        provision::ensure_bucket(&client, &name).await.unwrap();
+        Fixture { port: Box::new(S3Objects::new(client, name)), _dir: None }
     }
 }
 
@@ -153,6 +181,8 @@ contract! {
         counters_concurrent_changes_of_one_camera_are_exact,
         counters_do_not_move_when_the_guarded_write_fails,
     ],
+    scan => [scan_of_an_empty_table_ends_at_once, scan_pages_reach_every_item_once],
+    listing => [listing_of_an_empty_store_is_empty, listing_pages_follow_byte_order],
 }
 
 fn is_condition_failed(r: &Result<impl std::fmt::Debug, StoreError>, index: Option<usize>) -> bool {
@@ -161,6 +191,92 @@ fn is_condition_failed(r: &Result<impl std::fmt::Debug, StoreError>, index: Opti
 
 mod cases {
     pub(crate) use super::counter_cases as counters;
+
+    /// Reading a whole store, for `imghost migrate`.
+    pub mod scan {
+        use super::super::*;
+
+        pub async fn scan_of_an_empty_table_ends_at_once(t: &dyn ScanTable) {
+            // Given an empty table, when scanning it, then there is nothing and nowhere to go on.
+            let (items, next) = t.scan(None, 10).await.unwrap();
+            assert!(items.is_empty());
+            assert_eq!(next, None);
+        }
+
+        pub async fn scan_pages_reach_every_item_once(t: &dyn ScanTable) {
+            // Given 23 items over five partitions, some in the index.
+            let mut written = BTreeSet::new();
+            for n in 0..23 {
+                let (pk, sk) = (format!("part#{}", n % 5), format!("item#{n:02}"));
+                let mut item = Item::new(pk.clone(), sk.clone()).with("n", n);
+                if n % 3 == 0 {
+                    item = item.with("gsi1pk", "all").with("gsi1sk", sk.clone());
+                }
+                t.put(item, None).await.unwrap();
+                written.insert((pk, sk));
+            }
+
+            // When scanning in pages of 4 until the end.
+            let (mut seen, mut pages, mut after) = (Vec::new(), 0, None);
+            loop {
+                let (items, next) = t.scan(after, 4).await.unwrap();
+                assert!(items.len() <= 4, "a page holds at most the limit");
+                pages += 1;
+                for item in items {
+                    assert_eq!(item.num("n").map(|n| n % 5), item.pk()[5..].parse().ok(), "whole items come back");
+                    seen.push((item.pk().to_owned(), item.sk().to_owned()));
+                }
+                after = next;
+                if after.is_none() {
+                    break;
+                }
+                assert!(pages < 50, "the scan must end");
+            }
+
+            // Then every item came back exactly once.
+            let unique: BTreeSet<_> = seen.iter().cloned().collect();
+            assert_eq!(seen.len(), unique.len(), "no item twice");
+            assert_eq!(unique, written);
+            assert!(pages >= 6, "23 items in pages of 4 take at least six pages, not {pages}");
+        }
+    }
+
+    /// Listing objects, for `imghost migrate`.
+    pub mod listing {
+        use super::super::*;
+
+        pub async fn listing_of_an_empty_store_is_empty(o: &dyn ListObjects) {
+            assert!(o.list(None, 10).await.unwrap().is_empty());
+        }
+
+        pub async fn listing_pages_follow_byte_order(o: &dyn ListObjects) {
+            // Given keys where folder and file order differ (`a-b` sorts before `a/b` in bytes).
+            let keys = ["b", "a/b", "a-b", "a/c/d", "originals/x.jpg", "variants/x/small.webp", "ü", "a/c/e"];
+            for k in keys {
+                o.put(k, Bytes::from_static(b"x"), "image/jpeg").await.unwrap();
+            }
+            let mut expected: Vec<&str> = keys.to_vec();
+            expected.sort();
+
+            // When listing in pages of 3 from the start.
+            let mut seen = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = o.list(after.as_deref(), 3).await.unwrap();
+                seen.extend(page.iter().cloned());
+                if page.len() < 3 {
+                    break;
+                }
+                after = page.last().cloned();
+            }
+
+            // Then every key comes once, in S3's byte order, and a listing from the middle
+            // starts right after the key given.
+            assert_eq!(seen, expected);
+            assert_eq!(o.list(Some("a/c/d"), 2).await.unwrap(), vec!["a/c/e", "b"]);
+            assert_eq!(o.list(Some("a/"), 1).await.unwrap(), vec!["a/b"]);
+        }
+    }
 
     pub mod table {
         use super::super::*;

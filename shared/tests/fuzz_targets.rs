@@ -156,3 +156,22 @@ fn the_image_seeds_cover_every_format() {
         seeds("inspect").iter().filter_map(|s| imghost::media::sniff(s)).map(|f| f.name()).collect();
     assert_eq!(formats.into_iter().collect::<Vec<_>>(), ["gif", "jpeg", "png", "webp"]);
 }
+
+#[test]
+fn a_truncated_jpeg_claiming_millions_of_pixels_is_refused_before_decoding() {
+    // Given the 2 KiB progressive JPEG fuzzing found, whose frame claims 1040x14872 pixels and
+    // whose first scan holds far fewer bits than blocks (it took seconds to decode).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions/inspect");
+    let bomb = std::fs::read(root.join("truncated-progressive-claiming-15-megapixels.jpg")).unwrap();
+
+    // When it is inspected, then it is refused as damaged.
+    let refused = imghost::media::inspect(&bomb).map(|_| ()).unwrap_err();
+    assert!(refused.to_string().contains("first scan is too short"), "{refused}");
+
+    // And every seed JPEG, a real photo among them, still passes the same rule.
+    for seed in seeds("inspect").iter().filter(|s| s.starts_with(&[0xFF, 0xD8])) {
+        if let Err(e) = imghost::media::inspect(seed) {
+            assert!(!e.to_string().contains("first scan is too short"), "a whole JPEG was refused: {e}");
+        }
+    }
+}

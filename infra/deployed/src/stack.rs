@@ -325,8 +325,10 @@ impl Stack {
     }
 
     /// Where the function binaries are: `$CARGO_TARGET_DIR` (or the workspace's `target/`),
-    /// `debug/<binary>`. The harness never builds them.
+    /// `debug/<binary>`, or `release/<binary>` when `IMGHOST_FUNCTION_PROFILE=release` (to
+    /// measure cold starts of the optimised binaries). The harness never builds them.
     pub fn binary_path(&self, binary: &str) -> PathBuf {
+        let profile = std::env::var("IMGHOST_FUNCTION_PROFILE").unwrap_or_else(|_| "debug".into());
         let target = match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) => {
                 let dir = PathBuf::from(dir);
@@ -334,13 +336,14 @@ impl Stack {
             }
             None => facts::workspace_root().join("target"),
         };
-        let path = target.join("debug").join(binary);
+        let path = target.join(&profile).join(binary);
         if !path.is_file() {
             let packages: Vec<String> =
                 self.facts.functions.values().map(|f| format!("-p {}", f.binary)).collect::<Vec<_>>();
             panic!(
-                "the function binary {} is missing: build the functions first with `cargo build {}`",
+                "the function binary {} is missing: build the functions first with `cargo build{} {}`",
                 path.display(),
+                if profile == "release" { " --release" } else { "" },
                 packages.join(" ")
             );
         }

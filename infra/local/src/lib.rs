@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub mod front;
+pub mod migrate;
 
 /// Start-up errors of the runner: reported to the operator and the process ends.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -59,6 +60,23 @@ pub struct Local {
     pub generated_admin_token: Option<String>,
     /// Where the pages come from.
     pub web_assets: imghost::http::web::Assets,
+}
+
+/// Every route of every function over `app`, whichever storage family it is on: the same
+/// routers the Lambdas run.
+pub fn router(app: &App, web_assets: imghost::http::web::Assets) -> axum::Router {
+    use imghost::http::{accounts, finish, images, imports, keepalive, links, memes, stats, upload, web};
+    finish(
+        upload::routes(app.clone())
+            .merge(images::routes(app.clone()))
+            .merge(imports::routes(app.clone()))
+            .merge(keepalive::routes(app.clone()))
+            .merge(accounts::routes(app.clone()))
+            .merge(memes::routes(app.clone()))
+            .merge(links::routes(app.clone()))
+            .merge(stats::routes(app.clone()))
+            .merge(web::routes(app.clone(), web_assets)),
+    )
 }
 
 /// Holds the data directory's lock for as long as it lives: one server per data directory,
@@ -107,19 +125,7 @@ impl Local {
 
     /// Every route of every function, from the same routers the Lambdas run.
     pub fn router(&self) -> axum::Router {
-        use imghost::http::{accounts, finish, images, imports, keepalive, links, memes, stats, upload, web};
-        let app = &self.app;
-        finish(
-            upload::routes(app.clone())
-                .merge(images::routes(app.clone()))
-                .merge(imports::routes(app.clone()))
-                .merge(keepalive::routes(app.clone()))
-                .merge(accounts::routes(app.clone()))
-                .merge(memes::routes(app.clone()))
-                .merge(links::routes(app.clone()))
-                .merge(stats::routes(app.clone()))
-                .merge(web::routes(app.clone(), self.web_assets.clone())),
-        )
+        router(&self.app, self.web_assets.clone())
     }
 
     /// Runs the object-event worker until `stop` turns true, one message at a time (each may

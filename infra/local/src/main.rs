@@ -4,6 +4,9 @@
 //!   route of every function, the web pages among them, and runs the workers in-process. Its
 //!   HTTP front door's timeouts and connection cap have flags too (`imghost serve --help`).
 //! - `imghost resize FILE... --out DIR` runs the production variant pipeline on files.
+//! - `imghost migrate --from DIR --to aws --bucket B --table T [--endpoint URL]` copies a data
+//!   directory into AWS, and `--from aws ... --to DIR` copies AWS into a data directory
+//!   (see `imghost_local::migrate`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +44,36 @@ enum Command {
         web_dir: Option<PathBuf>,
         #[command(flatten)]
         front: FrontFlags,
+    },
+    /// Copy every object and item from one storage family to the other: a data directory into
+    /// AWS (`--from DIR --to aws`) or AWS into a data directory (`--from aws --to DIR`).
+    /// Idempotent and resumable; ends with a count check.
+    Migrate {
+        /// A data directory, or `aws`.
+        #[arg(long)]
+        from: String,
+        /// A data directory, or `aws`.
+        #[arg(long)]
+        to: String,
+        /// The bucket of the AWS side.
+        #[arg(long, required_if_eq_any([("from", "aws"), ("to", "aws")]))]
+        bucket: Option<String>,
+        /// The table of the AWS side.
+        #[arg(long, required_if_eq_any([("from", "aws"), ("to", "aws")]))]
+        table: Option<String>,
+        /// The AWS side's endpoint, for S3- and DynamoDB-compatible services (default: AWS,
+        /// from the usual AWS environment).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Copy into a target that already holds other data (nothing in it is overwritten).
+        #[arg(long)]
+        merge: bool,
+        /// Copy although the source data directory's queues still hold work not yet done.
+        #[arg(long)]
+        ignore_pending: bool,
+        /// At most this many writes per second to the target.
+        #[arg(long)]
+        rate: Option<u32>,
     },
     /// Make the small, medium and large variants of each file into DIR.
     Resize {
@@ -118,5 +151,27 @@ async fn main() -> Result<(), BoxError> {
             imghost_local::serve(opts).await
         }
         Command::Resize { files, out } => imghost_local::resize_files(&files, &out),
+        Command::Migrate { from, to, bucket, table, endpoint, merge, ignore_pending, rate } => {
+            use imghost_local::migrate::{self, Place, Stores};
+            if (from == "aws") == (to == "aws") {
+                return Err("one side must be `aws` and the other a data directory".into());
+            }
+            let place = |side: &str| match side {
+                "aws" => Place::Aws {
+                    bucket: bucket.clone().unwrap_or_default(),
+                    table: table.clone().unwrap_or_default(),
+                    endpoint: endpoint.clone(),
+                },
+                dir => Place::Local { data_dir: PathBuf::from(dir) },
+            };
+            let source = Stores::open(&place(&from), false).await?;
+            let target = Stores::open(&place(&to), true).await?;
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let settings = migrate::Settings { merge, ignore_pending, rate, progress };
+            let report = migrate::run(&source, &target, &settings).await?;
+            print!("{report}");
+            println!("count check passed");
+            Ok(())
+        }
     }
 }

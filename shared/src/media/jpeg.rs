@@ -410,11 +410,19 @@ pub(crate) fn inspect(b: &[u8]) -> Result<(Facts, Extras), MediaError> {
                     _ => {}
                 }
             }
-            Segment::Scan { header, restarts, .. } => {
+            Segment::Scan { header, data, restarts, .. } => {
                 let f = frame.as_ref().ok_or_else(|| damaged("a JPEG scan comes before its frame header"))?;
                 let seg = &b[header];
                 check_scan(f, seg, huffman, quant, &mut extras)?;
                 scans += 1;
+                // Every block of the first scan is coded with at least one bit (a Huffman code
+                // is never shorter), so a first scan with fewer bits than blocks is cut short.
+                // This refuses a few bytes claiming millions of pixels before anything decodes
+                // them (fuzzing found 2 KiB taking seconds to decode), and no whole file fails.
+                let coded_bits = (data.len().saturating_sub(2 * restarts) as u64) * 8;
+                if scans == 1 && coded_bits < first_scan_blocks(f, seg) {
+                    return Err(damaged("the JPEG image data is incomplete (its first scan is too short)"));
+                }
                 since_scan = 0;
                 if scans > limits::MAX_JPEG_SCANS {
                     return Err(too_large(
@@ -436,6 +444,20 @@ pub(crate) fn inspect(b: &[u8]) -> Result<(Facts, Extras), MediaError> {
         }
     }
     Err(damaged("the JPEG data ends before its end-of-image marker"))
+}
+
+/// A lower bound on the blocks a scan codes: the MCUs of the frame for a scan of several
+/// components, or the blocks of its one component.
+fn first_scan_blocks(f: &Frame, seg: &[u8]) -> u64 {
+    let (w, h) = (u64::from(f.width), u64::from(f.height));
+    let (hmax, vmax) = (f.hmax() as u64, f.vmax() as u64);
+    if usize::from(seg[0]) > 1 {
+        return w.div_ceil(8 * hmax) * h.div_ceil(8 * vmax);
+    }
+    let c = f.components().iter().find(|c| c.id == seg[1]).copied().unwrap_or(f.components[0]);
+    let cw = (w * u64::from(c.h)).div_ceil(hmax);
+    let ch = (h * u64::from(c.v)).div_ceil(vmax);
+    cw.div_ceil(8) * ch.div_ceil(8)
 }
 
 /// An APP2 segment that carries part of an ICC profile: the identifier, then its sequence

@@ -12,10 +12,10 @@ use aws_sdk_dynamodb::types::{
 };
 use bytes::Bytes;
 
-use super::sqlite::{validate_query, validate_transaction, visibility_secs};
+use super::rules::{validate_query, validate_transaction, visibility_secs};
 use super::{
-    Cond, Cursor, Delivery, GSI1, GSI1PK, GSI1SK, Index, Item, Object, Objects, PK, Page, Query, Queue, SK, SkCond,
-    StoreError, StoreResult, Table, TxOp, Update, Value,
+    Cond, Cursor, Delivery, GSI1, GSI1PK, GSI1SK, Index, Item, ItemKey, ListObjects, Object, Objects, PK, Page, Query,
+    Queue, SK, ScanTable, SkCond, StoreError, StoreResult, Table, TxOp, Update, Value,
 };
 
 /// Describes an SDK error with its whole chain of causes; the top-level `Display` of an SDK
@@ -44,6 +44,13 @@ pub struct S3Objects {
 impl S3Objects {
     pub fn new(client: aws_sdk_s3::Client, bucket: String) -> Self {
         S3Objects { client, bucket }
+    }
+
+    /// Objects in `bucket`, with path-style addressing when the SDK configuration names its own
+    /// endpoint (S3-compatible stores and moto seldom serve `<bucket>.<host>` names).
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, bucket: String) -> Self {
+        let conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
+        S3Objects::new(aws_sdk_s3::Client::from_conf(conf), bucket)
     }
 }
 
@@ -97,6 +104,36 @@ impl Objects for S3Objects {
     }
 }
 
+#[async_trait]
+impl ListObjects for S3Objects {
+    async fn list(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
+        let limit = limit.max(1);
+        let mut keys = Vec::new();
+        let mut start_after = after.map(str::to_owned);
+        // S3 returns at most 1,000 keys per call: read on until the page is full or the bucket
+        // is exhausted, so that a short page means the end for both families.
+        while keys.len() < limit {
+            let want = i32::try_from((limit - keys.len()).min(1000)).unwrap_or(1000);
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .set_start_after(start_after.clone())
+                .max_keys(want)
+                .send()
+                .await
+                .map_err(|e| sdk_err("s3 ListObjectsV2", e))?;
+            let before = keys.len();
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            if keys.len() == before || !out.is_truncated().unwrap_or(false) {
+                break;
+            }
+            start_after = keys.last().cloned();
+        }
+        Ok(keys)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // DynamoDB
 // ---------------------------------------------------------------------------------------------
@@ -111,6 +148,10 @@ pub struct DynamoTable {
 impl DynamoTable {
     pub fn new(client: aws_sdk_dynamodb::Client, table_name: String) -> Self {
         DynamoTable { client, table: table_name }
+    }
+
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, table_name: String) -> Self {
+        DynamoTable::new(aws_sdk_dynamodb::Client::new(sdk), table_name)
     }
 }
 
@@ -538,6 +579,38 @@ impl Table for DynamoTable {
             }
             return Err(sdk_err("dynamodb TransactWriteItems", err));
         }
+    }
+}
+
+#[async_trait]
+impl ScanTable for DynamoTable {
+    async fn scan(&self, after: Option<ItemKey>, limit: usize) -> StoreResult<(Vec<Item>, Option<ItemKey>)> {
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(after.map(|(pk, sk)| key(&pk, &sk)))
+            // A copy must not miss a write that finished before it started.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("dynamodb Scan", e))?;
+        let items = out.items().iter().map(from_attrs).collect::<StoreResult<Vec<_>>>()?;
+        // DynamoDB may end a page early (1 MB read); its last evaluated key says where to go on.
+        let next = match out.last_evaluated_key() {
+            Some(k) => {
+                let part = |name: &str| {
+                    k.get(name)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .ok_or_else(|| StoreError::backend(format!("dynamodb Scan: last evaluated key has no {name}")))
+                };
+                Some((part(PK)?, part(SK)?))
+            }
+            None => None,
+        };
+        Ok((items, next))
     }
 }
 

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::sqlite::random_hex;
-use super::{Object, Objects, Queue, StoreError, StoreResult};
+use super::rules::random_hex;
+use super::{ListObjects, Object, Objects, Queue, StoreError, StoreResult};
 
 /// The content type S3 reports for an object stored without one.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -286,6 +286,61 @@ impl Objects for FsObjects {
         let this = self.clone();
         blocking(move || this.delete_blocking(&data, &meta)).await
     }
+}
+
+#[async_trait]
+impl ListObjects for FsObjects {
+    async fn list(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
+        let (root, after) = (self.root.clone(), after.map(str::to_owned));
+        blocking(move || {
+            let mut keys = Vec::new();
+            list_under(&root, "", after.as_deref(), limit.max(1), &mut keys)?;
+            Ok(keys)
+        })
+        .await
+    }
+}
+
+/// Appends to `keys` the keys under `dir` (whose keys start with `prefix`) that sort after
+/// `after`, in S3's byte order, until `keys` holds `limit`. A folder's keys all start with its
+/// name and `/`, so entries sort by that (`a/` after `a-b`, as in S3), and a folder whose keys
+/// all come before `after` is skipped without being read.
+fn list_under(dir: &Path, prefix: &str, after: Option<&str>, limit: usize, keys: &mut Vec<String>) -> StoreResult<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("list", dir, e)),
+    };
+    let mut named = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err("list", dir, e))?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        // Hidden names are the store's own sidecars and temporary files, never objects.
+        if name.starts_with('.') {
+            continue;
+        }
+        let is_dir = entry.file_type().map_err(|e| io_err("stat", &entry.path(), e))?.is_dir();
+        let key = format!("{prefix}{name}{}", if is_dir { "/" } else { "" });
+        named.push((key, is_dir));
+    }
+    named.sort();
+    for (key, is_dir) in named {
+        if keys.len() >= limit {
+            break;
+        }
+        if is_dir {
+            // Every key inside starts with `key`: all come before `after` unless `after` is
+            // before `key` or inside it.
+            if after.is_some_and(|a| a >= key.as_str() && !a.starts_with(key.as_str())) {
+                continue;
+            }
+            let name = key.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned();
+            list_under(&dir.join(name), &key, after, limit, keys)?;
+        } else if after.is_none_or(|a| key.as_str() > a) {
+            keys.push(key);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

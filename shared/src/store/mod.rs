@@ -17,7 +17,11 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "embedded")]
 pub mod fs;
+#[cfg(any(feature = "aws", feature = "embedded"))]
+mod rules;
+#[cfg(feature = "embedded")]
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -473,6 +477,28 @@ pub trait Table: Send + Sync {
     async fn query(&self, q: Query) -> StoreResult<Page>;
     /// Applies every operation or none. At most 100 operations, each on a different item.
     async fn transact(&self, ops: Vec<TxOp>) -> StoreResult<()>;
+}
+
+/// The key of an item: its partition and sort key.
+pub type ItemKey = (String, String);
+
+/// A [`Table`] that can also be read whole, page by page, to copy it to the other family
+/// (`imghost migrate`). Kept out of `Table`: request paths hold a plain `Table`, so none of them
+/// can Scan, which DynamoDB bills by the size of the whole table.
+#[async_trait]
+pub trait ScanTable: Table {
+    /// Up to `limit` items that come after `after` in the family's own order (the families'
+    /// orders differ), and the key to go on from: `None` once the table is exhausted. An item
+    /// present for the whole scan is returned exactly once.
+    async fn scan(&self, after: Option<ItemKey>, limit: usize) -> StoreResult<(Vec<Item>, Option<ItemKey>)>;
+}
+
+/// [`Objects`] that can also be listed, to copy them to the other family (`imghost migrate`).
+#[async_trait]
+pub trait ListObjects: Objects {
+    /// Up to `limit` keys greater than `after`, in byte order as S3 lists them; fewer only when
+    /// no more keys follow.
+    async fn list(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@
 //! receipt per receive (only the newest receipt acts on the message), and dead-lettering of
 //! messages received more than `max_receives` times.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,19 +19,19 @@ use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter};
 
+use super::rules::{
+    invalid, random_hex, tx_key, validate_item, validate_key, validate_query, validate_transaction, validate_update,
+    visibility_secs,
+};
 use super::{
-    Cond, Cursor, Delivery, GSI1PK, GSI1SK, Index, Item, PK, Page, Query, Queue, SK, SkCond, StoreError, StoreResult,
-    Table, TxOp, Update, Value,
+    Cond, Cursor, Delivery, GSI1PK, GSI1SK, Index, Item, ItemKey, Page, Query, Queue, ScanTable, SkCond, StoreError,
+    StoreResult, Table, TxOp, Update, Value,
 };
 
-/// DynamoDB's limit on the number of operations in one `TransactWriteItems` call.
-pub(crate) const MAX_TRANSACTION_OPS: usize = 100;
 /// DynamoDB's limit on the size of one item.
 const MAX_ITEM_BYTES: usize = 400 * 1024;
 /// SQS's limit on the size of one message body.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
-/// SQS's limit on a visibility timeout (12 hours).
-pub(crate) const MAX_VISIBILITY_SECS: u64 = 43_200;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
@@ -158,7 +157,7 @@ impl SqliteDb {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Item encoding and DynamoDB's request validation
+// Item encoding
 // ---------------------------------------------------------------------------------------------
 
 /// Encodes an item's attributes as JSON in DynamoDB's typed form, e.g. `{"n": {"N": "12"}}`.
@@ -198,61 +197,6 @@ fn decode_item(body: &str) -> StoreResult<Item> {
     Ok(item)
 }
 
-fn invalid(msg: impl std::fmt::Display) -> StoreError {
-    StoreError::backend(format!("invalid request: {msg}"))
-}
-
-/// Checks what DynamoDB checks before writing an item: string keys that are not empty, string
-/// index keys (when present) that are not empty, and the item size limit.
-fn validate_item(item: &Item) -> StoreResult<()> {
-    for key in [PK, SK] {
-        match item.get(key) {
-            Some(Value::S(s)) if !s.is_empty() => {}
-            Some(Value::S(_)) => {
-                return Err(invalid(format!("key attribute {key} is an empty string")));
-            }
-            Some(_) => return Err(invalid(format!("key attribute {key} is not a string"))),
-            None => return Err(invalid(format!("item has no key attribute {key}"))),
-        }
-    }
-    for key in [GSI1PK, GSI1SK] {
-        match item.get(key) {
-            None => {}
-            Some(Value::S(s)) if !s.is_empty() => {}
-            Some(Value::S(_)) => {
-                return Err(invalid(format!("index key attribute {key} is an empty string")));
-            }
-            Some(_) => {
-                return Err(invalid(format!("index key attribute {key} is not a string")));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn validate_key(pk: &str, sk: &str) -> StoreResult<()> {
-    if pk.is_empty() || sk.is_empty() {
-        return Err(invalid("key attributes cannot be empty strings"));
-    }
-    Ok(())
-}
-
-/// Checks what DynamoDB checks in an update expression: key attributes cannot be changed, and no
-/// attribute may appear twice ("two document paths overlap").
-fn validate_update(update: &Update) -> StoreResult<()> {
-    let names = update.set.iter().map(|(n, _)| n).chain(update.add.iter().map(|(n, _)| n)).chain(update.remove.iter());
-    let mut seen = HashSet::new();
-    for name in names {
-        if name == PK || name == SK {
-            return Err(invalid(format!("cannot update attribute {name}: it is part of the key")));
-        }
-        if !seen.insert(name.as_str()) {
-            return Err(invalid(format!("attribute {name} appears more than once in the update")));
-        }
-    }
-    Ok(())
-}
-
 /// Applies an update the way DynamoDB does, including its refusal to `ADD` to a non-number.
 fn apply_update(pk: &str, sk: &str, update: &Update, current: Option<Item>) -> StoreResult<Item> {
     if let Some(item) = &current {
@@ -265,56 +209,6 @@ fn apply_update(pk: &str, sk: &str, update: &Update, current: Option<Item>) -> S
     let item = update.apply(pk, sk, current);
     validate_item(&item)?;
     Ok(item)
-}
-
-/// Checks what DynamoDB checks for a whole transaction: at most 100 operations, each on a
-/// different item. The AWS family runs the same check before calling DynamoDB so that both
-/// families reject the same requests (moto, the test double, enforces neither rule fully).
-pub(crate) fn validate_transaction(ops: &[TxOp]) -> StoreResult<()> {
-    if ops.len() > MAX_TRANSACTION_OPS {
-        return Err(invalid(format!("a transaction has at most {MAX_TRANSACTION_OPS} operations, not {}", ops.len())));
-    }
-    let mut keys = HashSet::new();
-    for op in ops {
-        let key = tx_key(op);
-        if !keys.insert(key) {
-            return Err(invalid(format!("transaction has more than one operation on item {key:?}")));
-        }
-        match op {
-            TxOp::Put { item, .. } => validate_item(item)?,
-            TxOp::Update { pk, sk, update, .. } => {
-                validate_key(pk, sk)?;
-                validate_update(update)?;
-            }
-            TxOp::Delete { pk, sk, .. } | TxOp::Check { pk, sk, .. } => validate_key(pk, sk)?,
-        }
-    }
-    Ok(())
-}
-
-/// The key an operation of a transaction acts on.
-pub(crate) fn tx_key(op: &TxOp) -> (&str, &str) {
-    match op {
-        TxOp::Put { item, .. } => (item.pk(), item.sk()),
-        TxOp::Update { pk, sk, .. } | TxOp::Delete { pk, sk, .. } | TxOp::Check { pk, sk, .. } => (pk, sk),
-    }
-}
-
-/// Checks what DynamoDB checks in a query: a positive limit, a `BETWEEN` whose bounds are in
-/// order, and a start key of the index being queried.
-pub(crate) fn validate_query(q: &Query) -> StoreResult<()> {
-    if q.limit == 0 {
-        return Err(invalid("query limit must be at least 1"));
-    }
-    if let Some(SkCond::Between(lo, hi)) = &q.sk
-        && lo > hi
-    {
-        return Err(invalid(format!("BETWEEN bounds are out of order: {lo:?} > {hi:?}")));
-    }
-    if let Some(c) = &q.start {
-        c.check(q)?;
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -461,6 +355,32 @@ impl Table for SqliteTable {
     }
 }
 
+#[async_trait]
+impl ScanTable for SqliteTable {
+    async fn scan(&self, after: Option<ItemKey>, limit: usize) -> StoreResult<(Vec<Item>, Option<ItemKey>)> {
+        let limit = limit.max(1);
+        self.db
+            .read(move |c| {
+                // Key order: the primary key's own index makes each page one range read.
+                let (pk, sk) = after.unwrap_or_default();
+                let mut stmt = c
+                    .prepare_cached("SELECT body FROM items WHERE (pk, sk) > (?1, ?2) ORDER BY pk, sk LIMIT ?3")
+                    .map_err(sql_err)?;
+                let bodies = stmt
+                    .query_map(params![pk, sk, i64::try_from(limit).unwrap_or(i64::MAX)], |r| r.get::<_, String>(0))
+                    .map_err(sql_err)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_err)?;
+                let items = bodies.iter().map(|b| decode_item(b)).collect::<StoreResult<Vec<_>>>()?;
+                let next = (items.len() == limit)
+                    .then(|| items.last().map(|i| (i.pk().to_owned(), i.sk().to_owned())))
+                    .flatten();
+                Ok((items, next))
+            })
+            .await
+    }
+}
+
 /// Runs one page of a query. Sort keys compare byte-wise (SQLite's BINARY collation on UTF-8
 /// text), which is DynamoDB's ordering of string keys.
 fn run_query(c: &Connection, q: &Query) -> StoreResult<Page> {
@@ -550,20 +470,6 @@ fn run_query(c: &Connection, q: &Query) -> StoreResult<Page> {
 fn now_ms() -> i64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Rounds a duration up to whole seconds, capped at SQS's maximum visibility timeout: SQS takes
-/// visibility timeouts in whole seconds, and both families round the same way.
-pub(crate) fn visibility_secs(d: Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    secs.min(MAX_VISIBILITY_SECS)
-}
-
-/// A random hex string of `bytes` random bytes, for receipts and ids.
-pub(crate) fn random_hex(bytes: usize) -> StoreResult<String> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| StoreError::backend(format!("no randomness: {e}")))?;
-    Ok(hex::encode(buf))
 }
 
 /// A durable queue in a [`SqliteDb`], with SQS standard-queue semantics and a redrive policy.

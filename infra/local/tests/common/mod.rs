@@ -47,7 +47,11 @@ impl Server {
     }
 
     async fn start_with_options(fetcher: imghost::fetch::Fetcher, limits: Limits) -> Server {
-        let data = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), fetcher, limits).await
+    }
+
+    /// A server on an existing data directory (which it keeps, and removes when dropped).
+    pub async fn start_in(data: tempfile::TempDir, fetcher: imghost::fetch::Fetcher, limits: Limits) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let opts = Options {
@@ -177,6 +181,25 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+}
+
+impl Server {
+    /// Waits until the workers have emptied every queue, then stops the server and hands back
+    /// its data directory.
+    pub async fn stop_when_idle(mut self) -> tempfile::TempDir {
+        let local = imghost::state::LocalStorage::open(self.data.path()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let waiting =
+                local.object_events.len().unwrap() + local.imports.len().unwrap() + local.keepalive.len().unwrap();
+            if waiting == 0 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{waiting} messages still queued");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
     }
 }
 
