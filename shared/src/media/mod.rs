@@ -385,6 +385,12 @@ mod tests {
             encoder.encode(small.as_raw(), 64, 64, jpeg_encoder::ColorType::Rgb).unwrap();
             let sof = bytes.windows(2).position(|w| w == [0xFF, if progressive { 0xC2 } else { 0xC0 }]).unwrap();
             bytes[sof + 5..sof + 9].copy_from_slice(&[0x1B, 0x58, 0x1B, 0x58]);
+            // and whose first scan is padded to a bit a block, as a whole file of that size
+            // would at least be (a shorter one is refused as cut short before any cost),
+            let sos = bytes.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+            let data = sos + 2 + usize::from(u16::from_be_bytes([bytes[sos + 2], bytes[sos + 3]]));
+            let next = data + bytes[data..].windows(2).position(|w| w[0] == 0xFF && w[1] != 0).unwrap();
+            bytes.splice(next..next, std::iter::repeat_n(0u8, 7000 * 7000 / 64 / 8 + 1));
             // then the cost decides.
             match inspect(&bytes) {
                 Ok(i) => assert!(fits && i.facts.decode_cost <= limits::DECODE_BUDGET, "{progressive}"),
