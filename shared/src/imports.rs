@@ -23,8 +23,6 @@
 //! settled, or, if both run at once, both store the same bytes under the same upload digest,
 //! which `images::store` recognises, and only one settles the URL.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -216,18 +214,13 @@ pub async fn view(app: &App, job_id: &str, base: &str) -> Result<Value> {
 // The worker
 // ---------------------------------------------------------------------------------------------
 
-/// What to do with a message after handling it.
+/// What the handler decided about a message; the worker layer turns it into an outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     /// Handled for good (imported, failed for good, or nothing to do): delete the message.
     Finished,
-    /// A transient failure: make the message visible again after this delay.
-    RetryAfter(Duration),
-}
-
-/// Back-off between tries of a URL: 10 s, 20 s, 40 s, then 80 s.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(10 << attempt.saturating_sub(1).min(3))
+    /// A transient failure of the URL, after this many tries of it: try again later.
+    Retry { tries: u32 },
 }
 
 /// Handles one queue message: fetch its URL, ingest the bytes, settle the URL. Errors returned
@@ -282,9 +275,8 @@ pub async fn handle(app: &App, fetcher: &Fetcher, body: &str, receive_count: u32
         Err(failure) if failure.transient && attempt < MAX_ATTEMPTS && receive_count < MAX_ATTEMPTS => {
             let update = Update::new().add(&format!("a{i}"), 1).set(&format!("err{i}"), failure.json());
             transition(app, &pk, i, ItemStatus::Running, ItemStatus::Queued, update).await?;
-            let delay = backoff(attempt);
-            info!(job = %msg.job, item = i, code = failure.code, attempt, ?delay, "import will be retried");
-            Ok(Disposition::RetryAfter(delay))
+            info!(job = %msg.job, item = i, code = failure.code, attempt, "import failed for now");
+            Ok(Disposition::Retry { tries: attempt })
         }
         Err(failure) => {
             let update = Update::new()

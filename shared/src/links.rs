@@ -205,7 +205,7 @@ pub async fn list(app: &App, limit: usize, cursor: Option<Cursor>) -> Result<(Ve
 
 /// Revokes a link; uploads through it stop at once.
 pub async fn revoke(app: &App, id: &str) -> Result<()> {
-    if !crate::uploads::is_upload_id(id) {
+    if !crate::secret::is_id128(id) {
         return Err(Error::not_found("link"));
     }
     match app.table.update(&link_pk(id), LINK_SK, Update::new().set("revoked", true), Some(Cond::Exists)).await {

@@ -16,7 +16,7 @@ use crate::store::fs::FsObjects;
 #[cfg(feature = "embedded")]
 use crate::store::sqlite::{SqliteDb, SqliteQueue, SqliteTable};
 use crate::store::{Objects, Queue, Table};
-use crate::uploads::UploadTarget;
+use aws_credential_types::provider::SharedCredentialsProvider;
 
 /// Name of the local queue that carries object-created notifications, as S3 does in AWS.
 pub const OBJECT_EVENTS_QUEUE: &str = "object-created";
@@ -31,7 +31,7 @@ pub const LOCAL_MAX_RECEIVES: u32 = 5;
 
 /// How `/i/...` answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
+pub enum Serving {
     /// Answer with the bytes (local mode).
     Bytes,
     /// Redirect to `<base>/<object key>` (a CDN in front of the bucket).
@@ -41,7 +41,7 @@ pub enum Delivery {
 pub struct AppInner {
     pub table: Arc<dyn Table>,
     pub objects: Arc<dyn Objects>,
-    pub delivery: Delivery,
+    pub serving: Serving,
     /// The base of every link the API hands out. When `None`, links are built from the
     /// request: see `http::base_url`.
     pub public_url: Option<String>,
@@ -58,6 +58,26 @@ pub struct AppInner {
     pub keepalive: Option<Arc<dyn Queue>>,
 }
 
+/// Where handed-out forms post to.
+#[derive(Clone)]
+pub enum UploadTarget {
+    /// The local server's own `POST /v1/uploads/{id}`.
+    Local,
+    /// An S3 bucket, with the credentials the form is signed with.
+    S3 { bucket: String, region: String, endpoint: Option<String>, credentials: SharedCredentialsProvider },
+}
+
+impl std::fmt::Debug for UploadTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadTarget::Local => f.write_str("Local"),
+            UploadTarget::S3 { bucket, region, endpoint, .. } => {
+                write!(f, "S3 {{ bucket: {bucket}, region: {region}, endpoint: {endpoint:?} }}")
+            }
+        }
+    }
+}
+
 /// Cheap to clone: routers and workers each hold one.
 #[derive(Clone)]
 pub struct App(Arc<AppInner>);
@@ -70,8 +90,21 @@ impl std::ops::Deref for App {
 }
 
 impl App {
-    pub fn new(inner: AppInner) -> Self {
-        App(Arc::new(inner))
+    /// The one way to assemble an `App`: the storage it cannot do without, then whatever a
+    /// caller wires beyond the defaults (bytes served directly, links built from the request,
+    /// no admin, forms posted to the local endpoint, no queues).
+    pub fn builder(table: Arc<dyn Table>, objects: Arc<dyn Objects>) -> AppBuilder {
+        AppBuilder(AppInner {
+            table,
+            objects,
+            serving: Serving::Bytes,
+            public_url: None,
+            trust_proxy: false,
+            admin: AdminSecret::Disabled,
+            uploads: UploadTarget::Local,
+            imports: None,
+            keepalive: None,
+        })
     }
 
     /// Whether `token` is the admin token, compared by digest in constant time. In AWS the
@@ -79,6 +112,50 @@ impl App {
     /// refusal, so that an outage is not mistaken for a wrong token.
     pub async fn is_admin_token(&self, token: &str) -> Result<bool, crate::Error> {
         Ok(self.admin.digest().await?.is_some_and(|d| secret::matches_digest(token, &d)))
+    }
+}
+
+/// Assembles an [`App`]; see [`App::builder`].
+pub struct AppBuilder(AppInner);
+
+impl AppBuilder {
+    pub fn serving(mut self, serving: Serving) -> Self {
+        self.0.serving = serving;
+        self
+    }
+
+    pub fn public_url(mut self, url: Option<String>) -> Self {
+        self.0.public_url = url;
+        self
+    }
+
+    pub fn trust_proxy(mut self, trust: bool) -> Self {
+        self.0.trust_proxy = trust;
+        self
+    }
+
+    pub fn admin(mut self, admin: AdminSecret) -> Self {
+        self.0.admin = admin;
+        self
+    }
+
+    pub fn uploads(mut self, target: UploadTarget) -> Self {
+        self.0.uploads = target;
+        self
+    }
+
+    pub fn imports(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.0.imports = Some(queue);
+        self
+    }
+
+    pub fn keepalive(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.0.keepalive = Some(queue);
+        self
+    }
+
+    pub fn build(self) -> App {
+        App(Arc::new(self.0))
     }
 }
 
@@ -142,6 +219,13 @@ impl LocalStorage {
         data_dir.join("objects")
     }
 
+    /// An `App` over this storage, with its queues wired as the local runner wires them.
+    pub fn app(&self) -> AppBuilder {
+        App::builder(self.table.clone(), self.objects.clone())
+            .imports(self.imports.clone())
+            .keepalive(self.keepalive.clone())
+    }
+
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(StoreError::backend)?;
         let db = SqliteDb::open(&Self::db_path(data_dir))?;
@@ -168,18 +252,13 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
         #[cfg(feature = "embedded")]
         Storage::Local { data_dir } => {
             let local = LocalStorage::open(data_dir)?;
-            let admin = AdminSecret::from_token(cfg.admin_token.as_deref());
-            Ok(App::new(AppInner {
-                table: local.table,
-                objects: local.objects,
-                delivery: delivery(cfg),
-                public_url: cfg.public_url.clone(),
-                trust_proxy: cfg.trust_proxy,
-                admin,
-                uploads: UploadTarget::Local,
-                imports: Some(local.imports),
-                keepalive: Some(local.keepalive),
-            }))
+            Ok(local
+                .app()
+                .serving(serving(cfg))
+                .public_url(cfg.public_url.clone())
+                .trust_proxy(cfg.trust_proxy)
+                .admin(AdminSecret::from_token(cfg.admin_token.as_deref()))
+                .build())
         }
         #[cfg(not(feature = "aws"))]
         Storage::Aws { .. } => Err(crate::Error::internal("this build has no AWS storage (the `aws` feature is off)")),
@@ -210,25 +289,30 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 endpoint: sdk.endpoint_url().map(str::to_owned),
                 credentials,
             };
-            Ok(App::new(AppInner {
-                table: Arc::new(DynamoTable::new(dynamo, table.clone())),
-                objects: Arc::new(S3Objects::new(s3, bucket.clone())),
-                delivery: delivery(cfg),
-                public_url: cfg.public_url.clone(),
-                trust_proxy: cfg.trust_proxy,
-                admin,
-                uploads,
-                imports,
-                keepalive,
-            }))
+            let mut app = App::builder(
+                Arc::new(DynamoTable::new(dynamo, table.clone())),
+                Arc::new(S3Objects::new(s3, bucket.clone())),
+            )
+            .serving(serving(cfg))
+            .public_url(cfg.public_url.clone())
+            .trust_proxy(cfg.trust_proxy)
+            .admin(admin)
+            .uploads(uploads);
+            if let Some(q) = imports {
+                app = app.imports(q);
+            }
+            if let Some(q) = keepalive {
+                app = app.keepalive(q);
+            }
+            Ok(app.build())
         }
     }
 }
 
 #[cfg(any(feature = "aws", feature = "embedded"))]
-fn delivery(cfg: &Config) -> Delivery {
+fn serving(cfg: &Config) -> Serving {
     match &cfg.cdn_url {
-        Some(base) => Delivery::Redirect { base: base.clone() },
-        None => Delivery::Bytes,
+        Some(base) => Serving::Redirect { base: base.clone() },
+        None => Serving::Bytes,
     }
 }

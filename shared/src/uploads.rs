@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::provider::ProvideCredentials;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
@@ -26,7 +26,7 @@ use tracing::{info, instrument, warn};
 use crate::error::{Error, Result};
 use crate::images::{self, ImageView};
 use crate::secret;
-use crate::state::App;
+use crate::state::{App, UploadTarget};
 use crate::store::{Cond, Item, Update};
 
 /// The largest file accepted through a presigned upload.
@@ -44,26 +44,6 @@ const UPLOAD_SK: &str = "UPLOAD";
 /// Object key a presigned upload lands on.
 pub fn incoming_key(id: &str) -> String {
     format!("incoming/{id}")
-}
-
-/// Where handed-out forms post to.
-#[derive(Clone)]
-pub enum UploadTarget {
-    /// The local server's own `POST /v1/uploads/{id}`.
-    Local,
-    /// An S3 bucket, with the credentials the form is signed with.
-    S3 { bucket: String, region: String, endpoint: Option<String>, credentials: SharedCredentialsProvider },
-}
-
-impl std::fmt::Debug for UploadTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UploadTarget::Local => f.write_str("Local"),
-            UploadTarget::S3 { bucket, region, endpoint, .. } => {
-                write!(f, "S3 {{ bucket: {bucket}, region: {region}, endpoint: {endpoint:?} }}")
-            }
-        }
-    }
 }
 
 /// A form the client posts, with the file as the last field named `file`.

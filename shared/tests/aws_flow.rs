@@ -9,9 +9,8 @@ mod support;
 use std::sync::Arc;
 
 use imghost::images::{self, VariantsStatus};
-use imghost::state::{App, AppInner, Delivery};
+use imghost::state::{App, Serving, UploadTarget};
 use imghost::store::aws::{DynamoTable, S3Objects, SqsQueue, provision};
-use imghost::uploads::UploadTarget;
 use imghost::{secret, workers};
 
 fn photos_dir() -> std::path::PathBuf {
@@ -31,22 +30,17 @@ async fn aws_app() -> (App, String) {
     provision::ensure_bucket(&s3, &bucket).await.unwrap();
     provision::ensure_table(&dynamo, &table).await.unwrap();
     let imports = provision::ensure_queue(&moto.sqs(), &support::unique("imports")).await.unwrap();
-    let app = App::new(AppInner {
-        table: Arc::new(DynamoTable::new(dynamo, table)),
-        objects: Arc::new(S3Objects::new(s3, bucket.clone())),
-        delivery: Delivery::Redirect { base: "https://cdn.example".into() },
-        public_url: Some("https://img.example".into()),
-        trust_proxy: false,
-        admin: imghost::state::AdminSecret::Disabled,
-        uploads: UploadTarget::S3 {
+    let app = App::builder(Arc::new(DynamoTable::new(dynamo, table)), Arc::new(S3Objects::new(s3, bucket.clone())))
+        .serving(Serving::Redirect { base: "https://cdn.example".into() })
+        .public_url(Some("https://img.example".into()))
+        .uploads(UploadTarget::S3 {
             bucket: bucket.clone(),
             region: "us-east-1".into(),
             endpoint: Some(moto.endpoint()),
             credentials: moto.credentials_provider(),
-        },
-        imports: Some(Arc::new(SqsQueue::new(moto.sqs(), imports))),
-        keepalive: None,
-    });
+        })
+        .imports(Arc::new(SqsQueue::new(moto.sqs(), imports)))
+        .build();
     (app, bucket)
 }
 
@@ -213,17 +207,10 @@ async fn an_upload_whose_original_cannot_be_stored_counts_nowhere_on_both_famili
     let dynamo = moto.dynamodb();
     provision::ensure_table(&dynamo, &table).await.unwrap();
     let (aws, _) = aws_app().await;
-    let aws = App::new(AppInner {
-        table: Arc::new(DynamoTable::new(dynamo, table)),
-        objects: Arc::new(S3Objects::new(moto.s3(), bucket.clone())),
-        delivery: Delivery::Bytes,
-        public_url: None,
-        trust_proxy: false,
-        admin: imghost::state::AdminSecret::Disabled,
-        uploads: aws.uploads.clone(),
-        imports: None,
-        keepalive: None,
-    });
+    let aws =
+        App::builder(Arc::new(DynamoTable::new(dynamo, table)), Arc::new(S3Objects::new(moto.s3(), bucket.clone())))
+            .uploads(aws.uploads.clone())
+            .build();
     let (embedded, dir) = support::embedded_app().await;
     let blocker = dir.path().join("objects/originals");
     std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();

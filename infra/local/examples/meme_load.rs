@@ -38,9 +38,8 @@ async fn main() -> Result<(), imghost_local::BoxError> {
     let local = Local::open(&opts)?;
     let listener = tokio::net::TcpListener::bind(opts.addr).await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let router = local.router();
-    let limits = imghost_local::front::Limits::default();
-    tokio::spawn(imghost_local::front::serve(listener, router, limits, std::future::pending()));
+    // Kept until the end of the run: dropping it stops the server.
+    let _running = local.spawn(listener, &opts, std::future::pending());
 
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
     let created: Value = client

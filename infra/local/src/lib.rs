@@ -4,18 +4,18 @@
 //! fed by the durable SQLite queue that stands in for S3 notifications and SQS. Work queued
 //! before a crash is still in the queue after a restart.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::s3::S3Event;
+use futures::StreamExt;
 use imghost::fetch::Fetcher;
-use imghost::imports::Disposition;
-use imghost::keepalive;
 use imghost::keepalive::loader::{DryRun, HttpsTransport, Transport};
-use imghost::state::{AppInner, Delivery, LocalStorage};
-use imghost::store::{Delivery as QueueDelivery, Queue};
+use imghost::state::{AdminSecret, LocalStorage};
+use imghost::store::{Delivery as Received, Queue};
+use imghost::workers::{self, Outcome};
 use imghost::{App, secret};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -105,17 +105,12 @@ impl Local {
     pub fn open(opts: &Options) -> Result<Local, BoxError> {
         let storage = LocalStorage::open(&opts.data_dir)?;
         let (admin_digest, generated_admin_token) = admin_digest(&opts.data_dir, opts.admin_token.as_deref())?;
-        let app = App::new(AppInner {
-            table: storage.table.clone(),
-            objects: storage.objects.clone(),
-            delivery: Delivery::Bytes,
-            public_url: opts.public_url.clone(),
-            trust_proxy: opts.trust_proxy,
-            admin: imghost::state::AdminSecret::Digest(admin_digest),
-            uploads: imghost::uploads::UploadTarget::Local,
-            imports: Some(storage.imports.clone()),
-            keepalive: Some(storage.keepalive.clone()),
-        });
+        let app = storage
+            .app()
+            .public_url(opts.public_url.clone())
+            .trust_proxy(opts.trust_proxy)
+            .admin(AdminSecret::Digest(admin_digest))
+            .build();
         let web_assets = match &opts.web_dir {
             Some(dir) => imghost::http::web::Assets::Dir(dir.clone()),
             None => imghost::http::web::Assets::Embedded,
@@ -128,140 +123,133 @@ impl Local {
         router(&self.app, self.web_assets.clone())
     }
 
-    /// Runs the object-event worker until `stop` turns true, one message at a time (each may
-    /// decode a large image).
-    pub async fn run_worker(app: App, queue: Arc<dyn Queue>, stop: watch::Receiver<bool>) {
-        consume(&*queue, 10, WORKER_VISIBILITY, stop, |batch| async {
-            for delivery in batch {
-                let outcome = match serde_json::from_str::<S3Event>(&delivery.body) {
-                    Ok(event) => imghost::workers::resize::handle_s3_event(&app, &event).await,
-                    Err(e) => {
-                        // A message that cannot parse will never parse: drop it loudly.
-                        warn!(error = %e, "dropping unreadable object event");
-                        Ok(())
-                    }
-                };
-                let retry = outcome.err().map(|e| {
-                    let delay = backoff(delivery.receive_count);
-                    warn!(error = %e, attempt = delivery.receive_count, ?delay, "object event will be retried");
-                    delay
-                });
-                settle(&*queue, &delivery, retry).await;
-            }
-        })
-        .await
-    }
-
-    /// Runs the import worker until `stop` turns true: up to ten URLs at a time, which is also
-    /// the cap on concurrent fetches from this machine.
-    pub async fn run_import_worker(app: App, fetcher: Fetcher, queue: Arc<dyn Queue>, stop: watch::Receiver<bool>) {
-        consume(&*queue, 10, IMPORT_VISIBILITY, stop, |batch| {
-            futures::future::join_all(batch.into_iter().map(|delivery| {
-                let (app, fetcher, queue) = (&app, &fetcher, &queue);
-                async move {
-                    let outcome = imghost::imports::handle(app, fetcher, &delivery.body, delivery.receive_count).await;
-                    let retry = match outcome {
-                        Ok(Disposition::Finished) => None,
-                        Ok(Disposition::RetryAfter(delay)) => Some(delay),
-                        Err(e) => {
-                            let delay = imghost::imports::backoff(delivery.receive_count);
-                            warn!(error = %e, ?delay, "import message will be retried");
-                            Some(delay)
-                        }
-                    };
-                    settle(&**queue, &delivery, retry).await;
+    /// Starts everything `imghost serve` runs: the HTTP front door on `listener` until
+    /// `shutdown` completes, and the workers over the local queues (object events, imports,
+    /// keep-alive loads, and the keep-alive sweep at start and then every [`SWEEP_EVERY`]).
+    pub fn spawn(
+        &self,
+        listener: tokio::net::TcpListener,
+        opts: &Options,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Running {
+        let (stop, stop_rx) = watch::channel(false);
+        let app = &self.app;
+        let workers = vec![
+            tokio::spawn(consume(self.storage.object_events.clone(), OBJECT_EVENTS, stop_rx.clone(), {
+                let app = app.clone();
+                move |body, receives| {
+                    let app = app.clone();
+                    async move { workers::resize::handle(&app, &body, receives).await }
                 }
-            }))
-        })
-        .await
-    }
-
-    /// Runs the keep-alive loader until `stop` turns true, at most [`KEEPALIVE_CONCURRENCY`]
-    /// loads at a time: the local counterpart of the loader's reserved concurrency in AWS.
-    pub async fn run_keepalive_loader(
-        app: App,
-        transport: Arc<dyn Transport>,
-        queue: Arc<dyn Queue>,
-        stop: watch::Receiver<bool>,
-    ) {
-        consume(&*queue, KEEPALIVE_CONCURRENCY, KEEPALIVE_VISIBILITY, stop, |batch| {
-            futures::future::join_all(batch.into_iter().map(|delivery| {
-                let (app, transport, queue) = (&app, &transport, &queue);
-                async move {
-                    let now = time::OffsetDateTime::now_utc();
-                    let outcome = keepalive::loader::handle(app, &**transport, &delivery.body, now).await;
-                    let retry = outcome.err().map(|e| {
-                        let delay = backoff(delivery.receive_count);
-                        warn!(error = %e, ?delay, "keep-alive load will be retried");
-                        delay
-                    });
-                    settle(&**queue, &delivery, retry).await;
+            })),
+            tokio::spawn(consume(self.storage.imports.clone(), IMPORTS, stop_rx.clone(), {
+                let (app, fetcher) = (app.clone(), opts.fetcher.clone());
+                move |body, receives| {
+                    let (app, fetcher) = (app.clone(), fetcher.clone());
+                    async move { workers::import::handle(&app, &fetcher, &body, receives).await }
                 }
-            }))
-        })
-        .await
-    }
-
-    /// Runs the keep-alive sweep at start and then every [`SWEEP_EVERY`] until `stop` turns true.
-    pub async fn run_keepalive_sweep(app: App, mut stop: watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            if let Err(e) = keepalive::sweep::sweep(&app, time::OffsetDateTime::now_utc()).await {
-                warn!(error = %e, "keep-alive sweep failed; the next one picks up its work");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(SWEEP_EVERY) => {}
-                _ = stop.changed() => {}
-            }
-        }
+            })),
+            tokio::spawn(consume(self.storage.keepalive.clone(), KEEPALIVE_LOADS, stop_rx.clone(), {
+                let (app, transport) = (app.clone(), keepalive_transport(opts));
+                move |body, receives| {
+                    let (app, transport) = (app.clone(), transport.clone());
+                    async move { workers::keepalive::handle(&app, &*transport, &body, receives).await }
+                }
+            })),
+            tokio::spawn(run_keepalive_sweep(app.clone(), stop_rx)),
+        ];
+        let front = tokio::spawn(front::serve(listener, self.router(), opts.limits.clone(), shutdown));
+        Running { stop, workers, front }
     }
 }
 
-/// Concurrent keep-alive loads in local mode.
-pub const KEEPALIVE_CONCURRENCY: usize = 4;
-/// How long a received keep-alive message stays hidden (a load takes at most 10 s per hop).
-pub const KEEPALIVE_VISIBILITY: Duration = Duration::from_secs(120);
+/// A started local instance: its front door and its workers.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    front: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Waits until the front door has stopped (its shutdown completed and requests in flight
+    /// finished), then stops the workers after their current message.
+    pub async fn wait(mut self) -> Result<(), BoxError> {
+        let served = (&mut self.front).await;
+        let _ = self.stop.send(true);
+        for worker in std::mem::take(&mut self.workers) {
+            let _ = worker.await;
+        }
+        served??;
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    /// Dropped without [`Running::wait`] (a test that ends), everything stops at once.
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.front.abort();
+    }
+}
+
+/// How the local runner consumes one queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Lane {
+    /// Messages received at once.
+    pub batch: usize,
+    /// Messages handled at once.
+    pub concurrency: usize,
+    /// How long a received message stays hidden: longer than its handling may take.
+    pub visibility: Duration,
+}
+
+/// Object events, one at a time: each may decode a large image.
+pub const OBJECT_EVENTS: Lane = Lane { batch: 10, concurrency: 1, visibility: Duration::from_secs(30) };
+/// Import URLs, ten at a time, which is also the cap on concurrent fetches from this machine.
+/// Hidden longer than a fetch may take (10 s to respond, 60 s for the body) plus ingest.
+pub const IMPORTS: Lane = Lane { batch: 10, concurrency: 10, visibility: Duration::from_secs(300) };
+/// Keep-alive loads, four at a time: the local counterpart of the loader's reserved concurrency
+/// in AWS. A load takes at most 10 s per hop.
+pub const KEEPALIVE_LOADS: Lane = Lane { batch: 4, concurrency: 4, visibility: Duration::from_secs(120) };
 /// How often the local sweep runs, as the hourly schedule does in AWS.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs the keep-alive sweep at start and then every [`SWEEP_EVERY`] until `stop` turns true.
+async fn run_keepalive_sweep(app: App, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = workers::keepalive::run_sweep(&app).await {
+            warn!(error = %e, "keep-alive sweep failed; the next one picks up its work");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
 
 /// The keep-alive transport for these options: the real one, or a dry run that sends nothing.
 pub fn keepalive_transport(opts: &Options) -> Arc<dyn Transport> {
     if opts.keepalive_dry_run { Arc::new(DryRun) } else { Arc::new(HttpsTransport::new()) }
 }
 
-/// Deletes a handled message, or makes it visible again after `retry`. A failure here only
-/// means the message comes back after its visibility timeout, which every handler tolerates.
-async fn settle(queue: &dyn Queue, delivery: &QueueDelivery, retry: Option<Duration>) {
-    let result = match retry {
-        None => queue.ack(&delivery.receipt).await,
-        Some(delay) => queue.retry_after(&delivery.receipt, delay).await,
-    };
-    if let Err(e) = result {
-        warn!(error = %e, "queue bookkeeping failed; the message will be redelivered");
-    }
-}
-
-/// Receives batches of up to `max` messages from `queue` and hands each to `handle`, until `stop`
-/// turns true. An empty queue is polled every 100 ms; a stop request ends the wait at once, but
-/// never a batch in progress.
-async fn consume<F, Fut>(
-    queue: &dyn Queue,
-    max: usize,
-    visibility: Duration,
-    mut stop: watch::Receiver<bool>,
-    mut handle: F,
-) where
-    F: FnMut(Vec<QueueDelivery>) -> Fut,
-    Fut: std::future::Future,
+/// Receives batches from `queue` and hands each message to its worker (`handle(body,
+/// receive_count)`), then deletes it or makes it visible again after the delay the worker
+/// asked for, until `stop` turns true. An empty queue is polled every 100 ms; a stop request
+/// ends the wait at once, but never a batch in progress.
+async fn consume<F, Fut>(queue: Arc<dyn Queue>, lane: Lane, mut stop: watch::Receiver<bool>, handle: F)
+where
+    F: Fn(String, u32) -> Fut,
+    Fut: Future<Output = Outcome>,
 {
     let idle = Duration::from_millis(100);
     loop {
         if *stop.borrow() {
             return;
         }
-        let batch = match queue.receive(max, visibility).await {
+        let batch = match queue.receive(lane.batch, lane.visibility).await {
             Ok(b) => b,
             Err(e) => {
                 warn!(error = %e, "queue receive failed");
@@ -275,20 +263,29 @@ async fn consume<F, Fut>(
             }
             continue;
         }
-        handle(batch).await;
+        futures::stream::iter(batch)
+            .for_each_concurrent(lane.concurrency, |message| {
+                let (queue, handle) = (&queue, &handle);
+                async move {
+                    let outcome = handle(message.body.clone(), message.receive_count).await;
+                    settle(&**queue, &message, outcome).await;
+                }
+            })
+            .await;
     }
 }
 
-/// How long a received import message stays hidden: longer than a fetch may take (10 s to
-/// respond, 60 s for the body) plus ingest.
-pub const IMPORT_VISIBILITY: Duration = Duration::from_secs(300);
-
-/// How long a received message stays hidden while the worker processes it.
-pub const WORKER_VISIBILITY: Duration = Duration::from_secs(30);
-
-/// Exponential back-off between retries of a failed message: 1 s, 2 s, 4 s, … capped at 60 s.
-fn backoff(receive_count: u32) -> Duration {
-    Duration::from_secs(1u64 << receive_count.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+/// Deletes a handled message, or makes it visible again after the worker's delay. A failure
+/// here only means the message comes back after its visibility timeout, which every worker
+/// tolerates.
+async fn settle(queue: &dyn Queue, message: &Received, outcome: Outcome) {
+    let result = match outcome {
+        Outcome::Ack => queue.ack(&message.receipt).await,
+        Outcome::RetryAfter(delay) => queue.retry_after(&message.receipt, delay).await,
+    };
+    if let Err(e) = result {
+        warn!(error = %e, "queue bookkeeping failed; the message will be redelivered");
+    }
 }
 
 /// The admin digest: from the given token, else from the digest file, else a new token whose
@@ -329,7 +326,6 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Serves until Ctrl-C or SIGTERM, then stops the worker after its current message.
 /// The public URL links use: the one configured; none when a trusted proxy's headers decide;
 /// else the address the server listens on (an unspecified address becomes `localhost`, since
 /// `0.0.0.0` is no place a client can go to).
@@ -347,6 +343,7 @@ pub fn public_url_for(opts: &Options, addr: SocketAddr) -> Option<String> {
     Some(format!("http://{addr}"))
 }
 
+/// Serves until Ctrl-C or SIGTERM, then stops the workers after their current message.
 pub async fn serve(mut opts: Options) -> Result<(), BoxError> {
     let _lock = DataDirLock::acquire(&opts.data_dir)?;
     let listener = tokio::net::TcpListener::bind(opts.addr).await?;
@@ -366,29 +363,7 @@ pub async fn serve(mut opts: Options) -> Result<(), BoxError> {
     }
     info!(%addr, data = %opts.data_dir.display(), "imghost serving");
     println!("imghost listening on http://{addr}");
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let worker =
-        tokio::spawn(Local::run_worker(local.app.clone(), local.storage.object_events.clone(), stop_rx.clone()));
-    let importer = tokio::spawn(Local::run_import_worker(
-        local.app.clone(),
-        opts.fetcher.clone(),
-        local.storage.imports.clone(),
-        stop_rx.clone(),
-    ));
-    let loader = tokio::spawn(Local::run_keepalive_loader(
-        local.app.clone(),
-        keepalive_transport(&opts),
-        local.storage.keepalive.clone(),
-        stop_rx.clone(),
-    ));
-    let sweeper = tokio::spawn(Local::run_keepalive_sweep(local.app.clone(), stop_rx));
-    front::serve(listener, local.router(), opts.limits.clone(), shutdown_signal()).await?;
-    let _ = stop_tx.send(true);
-    let _ = worker.await;
-    let _ = importer.await;
-    let _ = loader.await;
-    let _ = sweeper.await;
-    Ok(())
+    local.spawn(listener, &opts, shutdown_signal()).wait().await
 }
 
 async fn shutdown_signal() {

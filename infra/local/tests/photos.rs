@@ -75,17 +75,7 @@ async fn every_photo_uploads_with_metadata_matching_exiftool() {
 
     // GPS agrees with ExifTool where the stored record is inspected directly.
     let local = imghost::state::LocalStorage::open(server.data.path()).unwrap();
-    let app = imghost::App::new(imghost::state::AppInner {
-        table: local.table.clone(),
-        objects: local.objects.clone(),
-        delivery: imghost::state::Delivery::Bytes,
-        public_url: None,
-        trust_proxy: false,
-        admin: imghost::state::AdminSecret::Disabled,
-        uploads: imghost::uploads::UploadTarget::Local,
-        imports: None,
-        keepalive: None,
-    });
+    let app = local.app().build();
     for (file, (id, e)) in &ids {
         let record = imghost::images::get_active(&app, id).await.unwrap();
         for (got, want) in [(record.meta.gps_lat, e.gps_lat), (record.meta.gps_lon, e.gps_lon)] {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::images::{self, ImageView};
 use crate::media::Format;
 use crate::media::variants::Size;
-use crate::state::{App, Delivery};
+use crate::state::{App, Serving};
 
 /// Cache lifetime of content that never changes under its URL.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -99,7 +99,7 @@ async fn serve_image(
         None if size.is_some() => (record.original_key(), record.format, FALLBACK),
         None => (record.original_key(), record.format, IMMUTABLE),
     };
-    if let Delivery::Redirect { base } = &app.delivery {
+    if let Serving::Redirect { base } = &app.serving {
         let location = format!("{base}/{key}");
         return Ok((StatusCode::FOUND, [(header::LOCATION, location.as_str()), (header::CACHE_CONTROL, cache)])
             .into_response());

@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::images::{self, UploadView};
 use crate::secret;
 use crate::state::App;
-use crate::uploads::{self, MAX_UPLOAD_BYTES, UploadTarget};
+use crate::state::UploadTarget;
+use crate::uploads::{self, MAX_UPLOAD_BYTES};
 
 /// The largest request body accepted through the API. Larger files use the presigned path.
 pub const MAX_API_BODY: usize = 5 * 1024 * 1024;

@@ -21,8 +21,7 @@ use tracing::instrument;
 use super::base_url;
 use crate::error::{Error, Result};
 use crate::secret;
-use crate::state::{App, Delivery};
-use crate::uploads::UploadTarget;
+use crate::state::{App, Serving, UploadTarget};
 
 /// Where the front-end files come from.
 #[derive(Debug, Clone)]
@@ -200,7 +199,7 @@ fn content_security_policy(app: &App, headers: &HeaderMap) -> String {
     // The configured public URL may differ from the host the page was asked for.
     img.extend(own.clone());
     connect.extend(own);
-    if let Delivery::Redirect { base } = &app.delivery {
+    if let Serving::Redirect { base } = &app.serving {
         img.extend(origin_of(base));
     }
     if let UploadTarget::S3 { bucket, region, endpoint, .. } = &app.uploads {

@@ -8,6 +8,7 @@ use aws_lambda_events::event::s3::S3Event;
 use bytes::Bytes;
 use tracing::{info, instrument, warn};
 
+use super::{Outcome, STORAGE_BACKOFF};
 use crate::error::{Error, Result};
 use crate::images::{ImageRecord, META, State, VariantInfo, VariantsStatus, image_pk, variant_key};
 use crate::media::variants;
@@ -30,6 +31,27 @@ pub async fn handle_s3_event(app: &App, event: &S3Event) -> Result<()> {
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Handles one queued object-created message (the local runner's queue carries the S3 event
+/// as its body, as S3 would send it).
+pub async fn handle(app: &App, body: &str, receives: u32) -> Outcome {
+    let event = match serde_json::from_str::<S3Event>(body) {
+        Ok(event) => event,
+        Err(e) => {
+            // A message that cannot parse will never parse: drop it loudly.
+            warn!(error = %e, "dropping unreadable object event");
+            return Outcome::Ack;
+        }
+    };
+    match handle_s3_event(app, &event).await {
+        Ok(()) => Outcome::Ack,
+        Err(e) => {
+            let delay = STORAGE_BACKOFF.after(receives);
+            warn!(error = %e, attempt = receives, ?delay, "object event will be retried");
+            Outcome::RetryAfter(delay)
+        }
+    }
 }
 
 /// Dispatches one new object by its prefix.

@@ -8,7 +8,6 @@ use std::time::Duration;
 use imghost_local::front::Limits;
 use imghost_local::{Local, Options};
 use serde_json::Value;
-use tokio::sync::watch;
 
 pub mod files;
 #[path = "../../../../shared/tests/support/origin.rs"]
@@ -24,9 +23,9 @@ pub fn photos_dir() -> PathBuf {
 pub struct Server {
     pub base: String,
     pub client: reqwest::Client,
+    /// Declared before `data`, so that the server stops before its directory is removed.
+    running: imghost_local::Running,
     pub data: tempfile::TempDir,
-    stop: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -66,27 +65,10 @@ impl Server {
             limits: limits.clone(),
         };
         let local = Local::open(&opts).unwrap();
-        let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(Local::run_worker(local.app.clone(), local.storage.object_events.clone(), stop_rx.clone()));
-        tokio::spawn(Local::run_import_worker(
-            local.app.clone(),
-            fetcher,
-            local.storage.imports.clone(),
-            stop_rx.clone(),
-        ));
-        let transport = imghost_local::keepalive_transport(&opts);
-        tokio::spawn(Local::run_keepalive_loader(
-            local.app.clone(),
-            transport,
-            local.storage.keepalive.clone(),
-            stop_rx,
-        ));
-        let router = local.router();
-        // The same front door `imghost serve` runs, so that tests see what clients see.
-        let server = tokio::spawn(async move {
-            imghost_local::front::serve(listener, router, limits, std::future::pending()).await.unwrap();
-        });
-        Server { base, client: reqwest::Client::new(), data, stop, server }
+        // The same front door and workers `imghost serve` runs, so that tests see what clients
+        // see; it serves until the test drops the server.
+        let running = local.spawn(listener, &opts, std::future::pending());
+        Server { base, client: reqwest::Client::new(), running, data }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -200,13 +182,6 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        self.server.abort();
     }
 }
 
