@@ -26,14 +26,63 @@ use crate::secret;
 use crate::state::App;
 use crate::store::{Cond, Cursor, Item, Query, TxOp, Update};
 
-pub(crate) const ACCOUNT_SK: &str = "ACCT";
+const ACCOUNT_SK: &str = "ACCT";
 const KEY_SK: &str = "APIKEY";
 const DIRECTORY_PK: &str = "ACCOUNTS";
 /// Largest single purchase.
 pub const MAX_PURCHASE: i64 = 1_000_000;
 
-pub(crate) fn account_pk(id: &str) -> String {
+fn account_pk(id: &str) -> String {
     format!("ACCT#{id}")
+}
+
+/// The partition of account `id`, where other modules may keep records of their own about the
+/// account (memes keep their idempotency records there, so that a charge and its record can be
+/// written in one transaction). The account item itself is this module's alone.
+pub(crate) fn partition(id: &str) -> String {
+    account_pk(id)
+}
+
+/// Taking one token: `used` goes up by one while it stays within `purchased`. It is the only
+/// way tokens are spent, alone ([`charge`]) or in a caller's transaction ([`charge_op`]).
+fn take_one() -> (Update, Cond) {
+    (Update::new().add("used", 1), Cond::Exists.and(Cond::AttrLt("used".into(), "purchased".into())))
+}
+
+/// The write that takes one token, for a caller's transaction.
+pub(crate) fn charge_op(id: &str) -> TxOp {
+    let (update, cond) = take_one();
+    TxOp::Update { pk: account_pk(id), sk: ACCOUNT_SK.into(), update, cond: Some(cond) }
+}
+
+/// The write that gives one token back.
+pub(crate) fn refund_op(id: &str) -> TxOp {
+    TxOp::Update {
+        pk: account_pk(id),
+        sk: ACCOUNT_SK.into(),
+        update: Update::new().add("used", -1),
+        cond: Some(Cond::gt("used", 0)),
+    }
+}
+
+/// Takes one token from account `id`: the tokens left afterwards, or `None` when none was left
+/// to take (or there is no such account).
+pub(crate) async fn charge(app: &App, id: &str) -> Result<Option<i64>> {
+    let (update, cond) = take_one();
+    match app.table.update(&account_pk(id), ACCOUNT_SK, update, Some(cond)).await {
+        Ok(account) => Ok(Some(remaining_of(&account))),
+        Err(e) if e.is_condition_failed() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The tokens account `id` has left (none when there is no such account).
+pub(crate) async fn remaining(app: &App, id: &str) -> Result<i64> {
+    Ok(app.table.get(&account_pk(id), ACCOUNT_SK).await?.map_or(0, |a| remaining_of(&a)))
+}
+
+fn remaining_of(account: &Item) -> i64 {
+    account.num("purchased").unwrap_or(0) - account.num("used").unwrap_or(0)
 }
 fn key_pk(api_key: &str) -> String {
     format!("APIKEY#{}", secret::digest_hex(api_key))
@@ -126,7 +175,7 @@ pub async fn list(app: &App, limit: usize, cursor: Option<Cursor>) -> Result<(Ve
             let created_at = item
                 .num("created_epoch")
                 .and_then(|e| OffsetDateTime::from_unix_timestamp(e).ok())
-                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .map(crate::clock::rfc3339)
                 .unwrap_or_default();
             Listed {
                 account_id: id.to_owned(),

@@ -26,9 +26,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tracing::{info, instrument, warn};
 
+use crate::clock;
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchError, Fetcher};
 use crate::images;
@@ -124,7 +124,7 @@ pub async fn create(app: &App, urls: &[String]) -> Result<Created> {
     let now = OffsetDateTime::now_utc();
     let mut item = Item::new(job_pk(&job_id), JOB_SK)
         .with("id", job_id.as_str())
-        .with("created_at", rfc3339(now))
+        .with("created_at", clock::rfc3339_millis(now))
         .with("total", urls.len() as i64)
         .with("queued", urls.len() as i64)
         .with("running", 0)
@@ -155,11 +155,6 @@ pub async fn create(app: &App, urls: &[String]) -> Result<Created> {
     }
     info!(job_id = %job_id, "import job queued");
     Ok(Created { job_id, items: urls.len(), delete_tokens: tokens })
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_default()
 }
 
 /// The job's status as the API shows it.
@@ -258,7 +253,7 @@ pub async fn handle(app: &App, fetcher: &Fetcher, body: &str, receive_count: u32
     }
     let attempt = job.num(&format!("a{i}")).unwrap_or(0) as u32 + 1;
     let result = import_one(app, fetcher, &url, &digest).await;
-    let now = rfc3339(OffsetDateTime::now_utc());
+    let now = clock::rfc3339_millis(OffsetDateTime::now_utc());
     match result {
         Ok(image) => {
             let image_id = image.id.clone();

@@ -7,6 +7,7 @@ pub mod accounts;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod budget;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fetch;

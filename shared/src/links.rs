@@ -15,10 +15,10 @@
 //! than the link allows; uses whose files then fail to store are given back.
 
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use tracing::{info, instrument};
 
+use crate::clock;
 use crate::error::{Error, Result};
 use crate::secret;
 use crate::state::App;
@@ -105,17 +105,13 @@ impl Link {
             "id": self.id,
             "label": self.label,
             "status": self.status(now),
-            "expires_at": rfc3339(self.expires_at),
+            "expires_at": clock::rfc3339(self.expires_at),
             "max_uploads": self.max_uploads,
             "uploads": self.uploads,
             "remaining": (self.max_uploads - self.uploads).max(0),
             "created_at": self.created_at,
         })
     }
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
 }
 
 /// Checks a request for a new link against `now`. Every refusal says which rule it broke.
@@ -128,8 +124,8 @@ pub fn validate(req: &NewLink, now: OffsetDateTime) -> Result<(OffsetDateTime, i
         (None, None) => {
             return Err(invalid("missing_expiry", "give expires_at (RFC 3339) or expires_in (seconds)".into()));
         }
-        (Some(at), None) => OffsetDateTime::parse(at, &Rfc3339)
-            .map_err(|_| invalid("bad_expires_at", format!("expires_at {at:?} is not an RFC 3339 date-time")))?,
+        (Some(at), None) => clock::parse_rfc3339(at)
+            .ok_or_else(|| invalid("bad_expires_at", format!("expires_at {at:?} is not an RFC 3339 date-time")))?,
         (None, Some(secs)) => {
             if secs <= 0 {
                 return Err(invalid(
@@ -141,7 +137,7 @@ pub fn validate(req: &NewLink, now: OffsetDateTime) -> Result<(OffsetDateTime, i
         }
     };
     if expires <= now {
-        return Err(invalid("expiry_in_past", format!("the expiry {} is not in the future", rfc3339(expires))));
+        return Err(invalid("expiry_in_past", format!("the expiry {} is not in the future", clock::rfc3339(expires))));
     }
     if expires > now + MAX_LIFETIME {
         return Err(invalid("expiry_too_far", "a link may expire at most 30 days from now".into()));
@@ -170,7 +166,7 @@ pub async fn create(app: &App, req: &NewLink) -> Result<Created> {
     let token = secret::new_token();
     let digest = secret::digest_hex(&token);
     let id = secret::new_id128();
-    let created_at = rfc3339(now);
+    let created_at = clock::rfc3339(now);
     let mut item = Item::new(link_pk(&id), LINK_SK)
         .with("id", id.as_str())
         .with("max_uploads", max_uploads)

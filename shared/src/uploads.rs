@@ -19,10 +19,10 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::Sha256;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use tracing::{info, instrument, warn};
 
+use crate::clock;
 use crate::error::{Error, Result};
 use crate::images::{self, ImageView};
 use crate::secret;
@@ -169,12 +169,12 @@ pub async fn create(app: &App, base: &str, link_id: Option<&str>) -> Result<Crea
             Form { url, method: "POST", fields, file_field: "file" }
         }
     };
-    let expires_at = expires.format(&Rfc3339).map_err(Error::internal)?;
+    let expires_at = clock::rfc3339(expires);
     let item = Item::new(upload_pk(&id), UPLOAD_SK)
         .with("status", "waiting")
         .with("token_digest", secret::digest_hex(&token))
         .with("form_expires_at", expires_at.as_str())
-        .with("created_at", now.format(&Rfc3339).map_err(Error::internal)?)
+        .with("created_at", clock::rfc3339(now))
         .with("expires_at", (now + RECORD_LIFETIME).unix_timestamp());
     let item = match link_id {
         Some(l) => item.with("link_id", l),
@@ -205,7 +205,7 @@ async fn get_record(app: &App, id: &str) -> Result<Item> {
 }
 
 fn form_expired(item: &Item) -> bool {
-    let expires = item.str("form_expires_at").and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok());
+    let expires = item.str("form_expires_at").and_then(clock::parse_rfc3339);
     expires.is_none_or(|e| e < OffsetDateTime::now_utc())
 }
 

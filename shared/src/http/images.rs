@@ -92,19 +92,18 @@ async fn serve_image(
             Size::parse(s).ok_or_else(|| Error::unprocessable("bad_size", "size must be small, medium or large"))?,
         ),
     };
-    let record = images::get_active(&app, id).await?;
-    let variant = size.and_then(|s| record.variant(s));
-    let (key, format, cache) = match variant {
-        Some(v) => (images::variant_key(&record.id, v.size, v.format), v.format, IMMUTABLE),
-        None if size.is_some() => (record.original_key(), record.format, FALLBACK),
-        None => (record.original_key(), record.format, IMMUTABLE),
+    let opened = images::open(&app, id, size).await?;
+    let cache = match (&opened.variant, size) {
+        (None, Some(_)) => FALLBACK,
+        _ => IMMUTABLE,
     };
+    let (key, format) = (opened.key(), opened.format());
     if let Serving::Redirect { base } = &app.serving {
         let location = format!("{base}/{key}");
         return Ok((StatusCode::FOUND, [(header::LOCATION, location.as_str()), (header::CACHE_CONTROL, cache)])
             .into_response());
     }
-    let etag = record.etag(variant.map(|v| v.size));
+    let etag = opened.etag();
     let common = [
         (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
         (header::ETAG, HeaderValue::from_str(&etag).map_err(Error::internal)?),
@@ -119,16 +118,16 @@ async fn serve_image(
     {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }
-    let object = app.objects.get(&key).await?.ok_or_else(|| Error::not_found("image"))?;
-    let total = object.bytes.len() as u64;
+    let bytes = opened.bytes(&app).await?.ok_or_else(|| Error::not_found("image"))?;
+    let total = bytes.len() as u64;
     let content_type = (header::CONTENT_TYPE, HeaderValue::from_static(format.mime()));
     // A Range that does not match the current ETag must be ignored (RFC 9110 If-Range).
     let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v == etag);
     match headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range_ok) {
         Some(range) => match parse_range(range, total) {
-            RangeAnswer::Whole => Ok((StatusCode::OK, common, [content_type], object.bytes).into_response()),
+            RangeAnswer::Whole => Ok((StatusCode::OK, common, [content_type], bytes).into_response()),
             RangeAnswer::Part(start, end) => {
-                let body = object.bytes.slice(start as usize..=end as usize);
+                let body = bytes.slice(start as usize..=end as usize);
                 let content_range =
                     HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")).map_err(Error::internal)?;
                 Ok((StatusCode::PARTIAL_CONTENT, common, [content_type, (header::CONTENT_RANGE, content_range)], body)
@@ -146,7 +145,7 @@ async fn serve_image(
                 Ok(resp)
             }
         },
-        None => Ok((StatusCode::OK, common, [content_type], object.bytes).into_response()),
+        None => Ok((StatusCode::OK, common, [content_type], bytes).into_response()),
     }
 }
 

@@ -26,7 +26,6 @@ pub mod url;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tracing::{info, instrument};
 
 pub use url::canonical_imgur_url;
@@ -52,7 +51,7 @@ const ENTRY_SK: &str = "KA";
 const URL_SK: &str = "KAURL";
 const LIST_PK: &str = "KALIST";
 
-pub(crate) fn entry_pk(id: &str) -> String {
+fn entry_pk(id: &str) -> String {
     format!("KA#{id}")
 }
 fn url_pk(url: &str) -> String {
@@ -62,10 +61,10 @@ fn url_pk(url: &str) -> String {
 fn shard_of(id: &str) -> u32 {
     id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % SHARDS
 }
-pub(crate) fn due_pk(shard: u32) -> String {
+fn due_pk(shard: u32) -> String {
     format!("KADUE#{shard}")
 }
-pub(crate) fn due_sk(epoch: i64, id: &str) -> String {
+fn due_sk(epoch: i64, id: &str) -> String {
     format!("{:012}#{id}", epoch.max(0))
 }
 
@@ -107,9 +106,8 @@ impl Status {
     }
 }
 
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.replace_nanosecond(0).unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_default()
+fn rfc3339(t: OffsetDateTime) -> String {
+    crate::clock::rfc3339_seconds(t)
 }
 
 /// `base + INTERVAL`, moved by a random amount within [`JITTER`].

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tracing::{info, instrument, warn};
 
-use crate::accounts::{ACCOUNT_SK, account_pk, check_idempotency_key};
+use crate::accounts::{self, check_idempotency_key};
 use crate::error::{Error, Result};
 use crate::images;
 use crate::media::variants::Size;
@@ -139,10 +139,6 @@ enum Charged {
     Replay(Value),
 }
 
-fn remaining_of(account: &Item) -> i64 {
-    account.num("purchased").unwrap_or(0) - account.num("used").unwrap_or(0)
-}
-
 fn idem_sk(key: &str) -> String {
     format!("IDEM#{}", secret::digest_hex(key))
 }
@@ -180,15 +176,15 @@ pub async fn deliver(
             return Err(e);
         }
     };
-    let pk = account_pk(account_id);
     let remaining = match charged {
         Charged::Fresh { remaining: Some(n) } => n,
-        _ => app.table.get(&pk, ACCOUNT_SK).await?.map_or(0, |a| remaining_of(&a)),
+        _ => accounts::remaining(app, account_id).await?,
     };
     let format = if req.format == MemeFormat::Text { "text" } else { "image" };
     let body = json!({"meme": meme, "format": format, "remaining": remaining});
     if let Some(k) = key {
         let update = Update::new().set("status", "done").set("answer", body.to_string()).remove("pending_until");
+        let pk = accounts::partition(account_id);
         if let Err(e) = app.table.update(&pk, &idem_sk(k), update, Some(Cond::Exists)).await {
             // The meme was delivered and charged; a replay will take over and answer again.
             warn!(account_id, error = %e, "recording the idempotent answer failed");
@@ -202,20 +198,17 @@ pub async fn deliver(
 
 /// Takes one token, writing the key's record in the same transaction when there is a key.
 async fn charge(app: &App, account_id: &str, req: &MemeRequest, key: Option<&str>) -> Result<Charged> {
-    let pk = account_pk(account_id);
-    let take = Update::new().add("used", 1);
-    let can_take = Cond::Exists.and(Cond::AttrLt("used".into(), "purchased".into()));
     let exhausted = || {
         Error::client(http::StatusCode::PAYMENT_REQUIRED, "tokens_exhausted", "no tokens left; buy more to get memes")
     };
     let Some(key) = key else {
         // No key, no record: one conditional update, with nothing else to conflict with.
-        return match app.table.update(&pk, ACCOUNT_SK, take, Some(can_take)).await {
-            Ok(account) => Ok(Charged::Fresh { remaining: Some(remaining_of(&account)) }),
-            Err(e) if e.is_condition_failed() => Err(exhausted()),
-            Err(e) => Err(e.into()),
+        return match accounts::charge(app, account_id).await? {
+            Some(remaining) => Ok(Charged::Fresh { remaining: Some(remaining) }),
+            None => Err(exhausted()),
         };
     };
+    let pk = accounts::partition(account_id);
     let now = OffsetDateTime::now_utc();
     let sk = idem_sk(key);
     let record = Item::new(pk.clone(), sk.clone())
@@ -226,10 +219,7 @@ async fn charge(app: &App, account_id: &str, req: &MemeRequest, key: Option<&str
     // A record past its window is treated as absent even before TTL removes it.
     let fresh_key = Cond::Or(vec![Cond::NotExists, Cond::lt("expires_at", now.unix_timestamp())]);
     // The record goes first, so when both conditions fail the key's story is told, not the balance.
-    let ops = vec![
-        TxOp::Put { item: record, cond: Some(fresh_key) },
-        TxOp::Update { pk: pk.clone(), sk: ACCOUNT_SK.into(), update: take, cond: Some(can_take) },
-    ];
+    let ops = vec![TxOp::Put { item: record, cond: Some(fresh_key) }, accounts::charge_op(account_id)];
     match app.table.transact(ops).await {
         Ok(()) => Ok(Charged::Fresh { remaining: None }),
         Err(StoreError::ConditionFailed { index: Some(1) }) => Err(exhausted()),
@@ -274,14 +264,9 @@ async fn charge(app: &App, account_id: &str, req: &MemeRequest, key: Option<&str
 
 /// Gives a token back, and forgets the key so that its retry is charged afresh.
 async fn refund(app: &App, account_id: &str, key: Option<&str>) -> Result<()> {
-    let pk = account_pk(account_id);
-    let mut ops = vec![TxOp::Update {
-        pk: pk.clone(),
-        sk: ACCOUNT_SK.into(),
-        update: Update::new().add("used", -1),
-        cond: Some(Cond::gt("used", 0)),
-    }];
+    let mut ops = vec![accounts::refund_op(account_id)];
     if let Some(k) = key {
+        let pk = accounts::partition(account_id);
         ops.push(TxOp::Delete { pk, sk: idem_sk(k), cond: Some(Cond::eq("status", "pending")) });
     }
     app.table.transact(ops).await?;
@@ -347,21 +332,17 @@ fn unusable(why: &str) -> Error {
 /// is ready; otherwise its original, if that decodes within [`BACKGROUND_DECODE_LIMIT`]; otherwise
 /// a 422 `image_unusable`.
 async fn background_source(app: &App, id: &str) -> Result<Background> {
-    let record =
-        images::get_active(app, id).await.map_err(|_| Error::unprocessable("bad_parameter", "image: no such image"))?;
-    let (key, orientation) = match record.variant(Size::Medium) {
-        Some(v) => (images::variant_key(id, Size::Medium, v.format), 1),
-        None if record.variants == images::VariantsStatus::Failed => {
-            return Err(unusable("it has no variants"));
-        }
-        None => (record.original_key(), record.meta.effective_orientation()),
-    };
+    let opened = images::open(app, id, Some(Size::Medium))
+        .await
+        .map_err(|_| Error::unprocessable("bad_parameter", "image: no such image"))?;
+    if opened.variant.is_none() && opened.record.variants == images::VariantsStatus::Failed {
+        return Err(unusable("it has no variants"));
+    }
+    let orientation = opened.orientation();
     // An original can be large (a presigned upload): its bytes count against the same budget as
     // an upload's while they are held, so concurrent memes cannot pile them up.
-    let size = record.variant(Size::Medium).map_or(record.bytes, |v| v.bytes);
-    let reservation = crate::budget::reserve(size as usize).await;
-    let object = app.objects.get(&key).await?.ok_or_else(|| Error::internal("image object missing"))?;
-    let bytes = object.bytes;
+    let reservation = crate::budget::reserve(opened.len() as usize).await;
+    let bytes = opened.bytes(app).await?.ok_or_else(|| Error::internal("image object missing"))?;
     let checked = bytes.clone();
     let cost = tokio::task::spawn_blocking(move || media::inspect(&checked).map(|i| i.facts.decode_cost))
         .await

@@ -10,10 +10,9 @@ use tracing::{info, instrument, warn};
 
 use super::{Outcome, STORAGE_BACKOFF};
 use crate::error::{Error, Result};
-use crate::images::{ImageRecord, META, State, VariantInfo, VariantsStatus, image_pk, variant_key};
+use crate::images::{self, MadeVariant, State, VariantInfo, VariantsStatus};
 use crate::media::variants;
 use crate::state::App;
-use crate::store::{Cond, Update};
 
 /// Handles every record of an S3 event. Records are independent: a failure of one is reported
 /// after the others were tried, so a retry redoes only work that is not yet done.
@@ -81,68 +80,40 @@ pub fn decode_event_key(raw: &str) -> String {
 /// Makes and records the variants of image `id`, unless they are made already.
 #[instrument(skip(app))]
 pub async fn make_variants(app: &App, id: &str) -> Result<()> {
-    let Some(item) = app.table.get(&image_pk(id), META).await? else {
+    let Some(record) = images::get(app, id).await? else {
         info!("no such image; nothing to do");
         return Ok(());
     };
-    let record = ImageRecord::from_item(&item)?;
     if record.state == State::Deleting || record.variants != VariantsStatus::Pending {
         return Ok(());
     }
-    let Some(original) = app.objects.get(&record.original_key()).await? else {
+    let Some(original) = images::read_original(app, &record).await? else {
         // The event raced a delete; the image is going away.
         return Ok(());
     };
     let orientation = record.meta.effective_orientation();
-    let made = tokio::task::spawn_blocking(move || variants::make_variants(&original.bytes, orientation))
+    let made = tokio::task::spawn_blocking(move || variants::make_variants(&original, orientation))
         .await
         .map_err(|e| Error::internal(format!("variant task panicked: {e}")))?;
-    let pk = image_pk(id);
-    let still_here = Cond::Exists.and(Cond::ne("state", "deleting"));
-    let made = match made {
-        Ok(v) => v,
-        Err(e) => {
-            // Undecodable pixels will not decode on a retry: record it and stop.
-            warn!(error = %e, "variants failed");
-            let update = Update::new().set("variants", "failed").set("variants_error", e.to_string());
-            return match app.table.update(&pk, META, update, Some(still_here)).await {
-                Ok(_) => Ok(()),
-                Err(e) if e.is_condition_failed() => Ok(()),
-                Err(e) => Err(e.into()),
-            };
+    match made {
+        Ok(made) => {
+            let made: Vec<MadeVariant> = made
+                .into_iter()
+                .map(|v| MadeVariant {
+                    info: VariantInfo {
+                        size: v.size,
+                        width: v.width,
+                        height: v.height,
+                        format: v.format,
+                        bytes: v.bytes.len() as u64,
+                    },
+                    bytes: Bytes::from(v.bytes),
+                })
+                .collect();
+            images::store_variants(app, id, &made).await
         }
-    };
-    let puts = made.iter().map(|v| {
-        let key = variant_key(id, v.size, v.format);
-        let bytes = Bytes::from(v.bytes.clone());
-        async move { app.objects.put(&key, bytes, v.format.mime()).await }
-    });
-    futures::future::try_join_all(puts).await?;
-    let info: Vec<VariantInfo> = made
-        .iter()
-        .map(|v| VariantInfo {
-            size: v.size,
-            width: v.width,
-            height: v.height,
-            format: v.format,
-            bytes: v.bytes.len() as u64,
-        })
-        .collect();
-    let json = serde_json::to_string(&info).map_err(Error::internal)?;
-    let update = Update::new().set("variants", "ready").set("variant_info", json);
-    match app.table.update(&pk, META, update, Some(still_here)).await {
-        Ok(_) => {
-            info!(sizes = ?info.iter().map(|v| (v.width, v.height)).collect::<Vec<_>>(), "variants ready");
-            Ok(())
-        }
-        Err(e) if e.is_condition_failed() => {
-            // Deleted while we worked: take back what we wrote.
-            for v in &made {
-                app.objects.delete(&variant_key(id, v.size, v.format)).await?;
-            }
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
+        // Undecodable pixels will not decode on a retry: record it and stop.
+        Err(e) => images::record_variants_failed(app, id, &e.to_string()).await,
     }
 }
 

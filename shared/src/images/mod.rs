@@ -1,0 +1,195 @@
+//! The image domain: ingest with content dedupe, per-upload delete tokens, deletion when the
+//! last upload goes, and the public view of an image.
+//!
+//! # Items (single-table design; see ARCHITECTURE.md for every access pattern)
+//!
+//! | item              | pk              | sk            | notes                                   |
+//! |-------------------|-----------------|---------------|-----------------------------------------|
+//! | image             | `IMG#<id>`      | `META`        | metadata, `state`, `refs`, variants     |
+//! | upload of image   | `IMG#<id>`      | `UPL#<digest>`| one per upload; digest of delete token  |
+//! | content hash      | `HASH#<sha256>` | `HASH`        | maps bytes to their image id            |
+//!
+//! Active images carry `gsi1pk = IMAGES`, `gsi1sk = <activation time in ns>#<id>` for the admin
+//! listing.
+//!
+//! # Why ingest is ordered as it is
+//! The image, hash and upload items are written in one conditional transaction *before* the
+//! original object, with `state = pending`; the object is then stored under a key derived from
+//! the image id, and `state` becomes `active`. A crash between those steps leaves a pending
+//! image that the next upload of the same bytes completes (the bytes are the same, so writing
+//! the object again is harmless). Two concurrent uploads of the same bytes race on the hash
+//! item's `attribute_not_exists` condition; the loser takes the duplicate path.
+//!
+//! # Layout
+//! This module alone reads and writes the image, upload and hash items and the image objects;
+//! everything else calls it. `record.rs` maps the item and names the keys, `ingest.rs` checks
+//! and stores uploads, `purge.rs` deletes, `view.rs` is the public JSON, and this file holds the
+//! reads, serving and the variants' record.
+
+mod ingest;
+mod purge;
+mod record;
+mod view;
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+pub use ingest::{Prepared, Stored, media_error, prepare, store};
+pub use purge::{delete_image, delete_upload};
+pub use record::{ImageRecord, State, VariantInfo, VariantsStatus, original_key, variant_key};
+pub use view::{ImageView, UploadView, VariantView};
+
+use crate::error::{Error, Result};
+use crate::media::Format;
+use crate::media::variants::Size;
+use crate::secret;
+use crate::state::App;
+use crate::store::{Cond, Cursor, Query, Update};
+use record::{LISTING_PARTITION, META, image_pk};
+
+/// Reads an image that is visible to the public (active).
+pub async fn get_active(app: &App, id: &str) -> Result<ImageRecord> {
+    if !secret::is_image_id(id) {
+        return Err(Error::not_found("image"));
+    }
+    let item = app.table.get(&image_pk(id), META).await?.ok_or_else(|| Error::not_found("image"))?;
+    let record = ImageRecord::from_item(&item)?;
+    if record.state != State::Active {
+        return Err(Error::not_found("image"));
+    }
+    Ok(record)
+}
+
+/// Reads an image whatever its state, or `None` when there is no such image (the variant
+/// worker's read: it must see a pending image too).
+pub async fn get(app: &App, id: &str) -> Result<Option<ImageRecord>> {
+    match app.table.get(&image_pk(id), META).await? {
+        Some(item) => Ok(Some(ImageRecord::from_item(&item)?)),
+        None => Ok(None),
+    }
+}
+
+/// One page of the admin listing, newest first.
+pub async fn list(app: &App, limit: usize, cursor: Option<Cursor>) -> Result<(Vec<ImageRecord>, Option<Cursor>)> {
+    let page = app.table.query(Query::gsi1(LISTING_PARTITION).backward().limit(limit).start(cursor)).await?;
+    let mut out = Vec::with_capacity(page.items.len());
+    for item in &page.items {
+        match ImageRecord::from_item(item) {
+            Ok(r) => out.push(r),
+            Err(e) => warn!(error = %e, "skipping unreadable image item"),
+        }
+    }
+    Ok((out, page.next))
+}
+
+/// What `/i/{id}` serves for a requested size: the variant when it is made, else the original
+/// (asked for, or standing in for a variant not made yet).
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub record: ImageRecord,
+    /// The variant served, if any.
+    pub variant: Option<VariantInfo>,
+    key: String,
+}
+
+impl Opened {
+    /// The object's key, which is also its path under the CDN.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn format(&self) -> Format {
+        self.variant.as_ref().map_or(self.record.format, |v| v.format)
+    }
+
+    /// The stored size of what is served.
+    pub fn len(&self) -> u64 {
+        self.variant.as_ref().map_or(self.record.bytes, |v| v.bytes)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The EXIF orientation still to apply to the pixels: variants are stored upright.
+    pub fn orientation(&self) -> u16 {
+        if self.variant.is_some() { 1 } else { self.record.meta.effective_orientation() }
+    }
+
+    /// Strong validator for HTTP caching: content never changes under one key.
+    pub fn etag(&self) -> String {
+        self.record.etag(self.variant.as_ref().map(|v| v.size))
+    }
+
+    /// The bytes, read from the object store; `None` when the object is gone (a delete raced
+    /// the caller).
+    pub async fn bytes(&self, app: &App) -> Result<Option<Bytes>> {
+        Ok(app.objects.get(&self.key).await?.map(|o| o.bytes))
+    }
+}
+
+/// Opens an active image for serving at `size` (`None` for the original).
+pub async fn open(app: &App, id: &str, size: Option<Size>) -> Result<Opened> {
+    let record = get_active(app, id).await?;
+    let variant = size.and_then(|s| record.variant(s)).cloned();
+    let key = match &variant {
+        Some(v) => variant_key(&record.id, v.size, v.format),
+        None => record.original_key(),
+    };
+    Ok(Opened { record, variant, key })
+}
+
+/// The stored original of an image, or `None` when it is gone (a delete raced the caller).
+pub async fn read_original(app: &App, record: &ImageRecord) -> Result<Option<Bytes>> {
+    Ok(app.objects.get(&record.original_key()).await?.map(|o| o.bytes))
+}
+
+/// A variant made from the original, ready to store.
+#[derive(Debug, Clone)]
+pub struct MadeVariant {
+    pub info: VariantInfo,
+    pub bytes: Bytes,
+}
+
+/// Stores the variants of image `id` and records them on its item, unless the image is being
+/// deleted meanwhile: then what was written is taken back, since the purge may have passed.
+pub async fn store_variants(app: &App, id: &str, made: &[MadeVariant]) -> Result<()> {
+    let puts = made.iter().map(|v| {
+        let key = variant_key(id, v.info.size, v.info.format);
+        async move { app.objects.put(&key, v.bytes.clone(), v.info.format.mime()).await }
+    });
+    futures::future::try_join_all(puts).await?;
+    let info: Vec<&VariantInfo> = made.iter().map(|v| &v.info).collect();
+    let json = serde_json::to_string(&info).map_err(Error::internal)?;
+    let update = Update::new().set("variants", "ready").set("variant_info", json);
+    match app.table.update(&image_pk(id), META, update, Some(still_here())).await {
+        Ok(_) => {
+            info!(sizes = ?info.iter().map(|v| (v.width, v.height)).collect::<Vec<_>>(), "variants ready");
+            Ok(())
+        }
+        Err(e) if e.is_condition_failed() => {
+            for v in made {
+                app.objects.delete(&variant_key(id, v.info.size, v.info.format)).await?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records that the variants of image `id` cannot be made (its pixels do not decode); the
+/// original goes on being served.
+pub async fn record_variants_failed(app: &App, id: &str, reason: &str) -> Result<()> {
+    warn!(image_id = id, reason, "variants failed");
+    let update = Update::new().set("variants", "failed").set("variants_error", reason);
+    match app.table.update(&image_pk(id), META, update, Some(still_here())).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_condition_failed() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The image still exists and is not being deleted.
+fn still_here() -> Cond {
+    Cond::Exists.and(Cond::ne("state", State::Deleting.as_str()))
+}

@@ -1,0 +1,194 @@
+//! The image item and its keys: the one place that knows how an image is stored in the table
+//! and where its objects live.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::media::Format;
+use crate::media::exif::Metadata;
+use crate::media::variants::Size;
+use crate::stats::{self, Facts};
+use crate::store::Item;
+
+/// The partition of the admin listing index.
+pub(super) const LISTING_PARTITION: &str = "IMAGES";
+
+pub(super) fn image_pk(id: &str) -> String {
+    format!("IMG#{id}")
+}
+pub(super) const META: &str = "META";
+pub(super) fn upload_sk(token_digest: &str) -> String {
+    format!("UPL#{token_digest}")
+}
+pub(super) fn hash_pk(hash: &str) -> String {
+    format!("HASH#{hash}")
+}
+pub(super) const HASH_SK: &str = "HASH";
+
+/// Object key of a stored original.
+pub fn original_key(id: &str, format: Format) -> String {
+    format!("originals/{id}.{}", format.ext())
+}
+/// Object key of a variant.
+pub fn variant_key(id: &str, size: Size, format: Format) -> String {
+    format!("variants/{id}/{}.{}", size.name(), format.ext())
+}
+
+/// Lifecycle of an image item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Items written, original object not yet confirmed stored.
+    Pending,
+    Active,
+    /// Its last upload was deleted; the hash no longer leads here.
+    Deleting,
+}
+
+impl State {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Active => "active",
+            State::Deleting => "deleting",
+        }
+    }
+    fn parse(s: &str) -> Option<State> {
+        match s {
+            "pending" => Some(State::Pending),
+            "active" => Some(State::Active),
+            "deleting" => Some(State::Deleting),
+            _ => None,
+        }
+    }
+}
+
+/// Where an image's variants stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VariantsStatus {
+    Pending,
+    Ready,
+    /// The pixels could not be decoded; the original is still served.
+    Failed,
+}
+
+/// A made variant, as recorded on the image item.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct VariantInfo {
+    pub size: Size,
+    pub width: u32,
+    pub height: u32,
+    pub format: Format,
+    pub bytes: u64,
+}
+
+/// An image as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRecord {
+    pub id: String,
+    pub hash: String,
+    pub format: Format,
+    /// Size of the stored (metadata-stripped) original.
+    pub bytes: u64,
+    /// Stored dimensions, before orientation, as ExifTool reports them.
+    pub width: u32,
+    pub height: u32,
+    pub meta: Metadata,
+    pub state: State,
+    pub refs: i64,
+    pub created_at: String,
+    pub variants: VariantsStatus,
+    pub variant_info: Vec<VariantInfo>,
+}
+
+impl ImageRecord {
+    pub(super) fn to_item(&self) -> Item {
+        let mut item = Item::new(image_pk(&self.id), META)
+            .with("id", self.id.as_str())
+            .with("hash", self.hash.as_str())
+            .with("format", self.format.name())
+            .with("bytes", self.bytes as i64)
+            .with("width", i64::from(self.width))
+            .with("height", i64::from(self.height))
+            .with("state", self.state.as_str())
+            .with("refs", self.refs)
+            .with("created_at", self.created_at.as_str())
+            .with("variants", "pending");
+        let m = &self.meta;
+        if let Some(o) = m.orientation {
+            item.set("orientation", i64::from(o));
+        }
+        for (name, v) in [("camera_make", &m.camera_make), ("camera_model", &m.camera_model), ("taken_at", &m.taken_at)]
+        {
+            if let Some(v) = v {
+                item.set(name, v.as_str());
+            }
+        }
+        // Coordinates are kept as text so both storage families round-trip them exactly.
+        if let (Some(lat), Some(lon)) = (m.gps_lat, m.gps_lon) {
+            item.set("gps_lat", lat.to_string());
+            item.set("gps_lon", lon.to_string());
+        }
+        item
+    }
+
+    pub(super) fn from_item(item: &Item) -> Result<Self> {
+        let bad = |what: &str| Error::internal(format!("image item {} lacks {what}", item.pk()));
+        let s = |name: &str| item.str(name).map(str::to_owned);
+        let variants = match item.str("variants") {
+            Some("ready") => VariantsStatus::Ready,
+            Some("failed") => VariantsStatus::Failed,
+            _ => VariantsStatus::Pending,
+        };
+        let variant_info = item.str("variant_info").and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
+        Ok(ImageRecord {
+            id: s("id").ok_or_else(|| bad("id"))?,
+            hash: s("hash").ok_or_else(|| bad("hash"))?,
+            format: item.str("format").and_then(Format::from_name).ok_or_else(|| bad("format"))?,
+            bytes: item.num("bytes").unwrap_or(0).max(0) as u64,
+            width: item.num("width").unwrap_or(0) as u32,
+            height: item.num("height").unwrap_or(0) as u32,
+            meta: Metadata {
+                orientation: item.num("orientation").map(|o| o as u16),
+                camera_make: s("camera_make"),
+                camera_model: s("camera_model"),
+                taken_at: s("taken_at"),
+                gps_lat: item.str("gps_lat").and_then(|v| v.parse().ok()),
+                gps_lon: item.str("gps_lon").and_then(|v| v.parse().ok()),
+            },
+            state: item.str("state").and_then(State::parse).ok_or_else(|| bad("state"))?,
+            refs: item.num("refs").unwrap_or(0),
+            created_at: s("created_at").unwrap_or_default(),
+            variants,
+            variant_info,
+        })
+    }
+
+    /// Dimensions as displayed, after the EXIF orientation.
+    pub fn display_dimensions(&self) -> (u32, u32) {
+        if self.meta.effective_orientation() >= 5 { (self.height, self.width) } else { (self.width, self.height) }
+    }
+
+    pub fn original_key(&self) -> String {
+        original_key(&self.id, self.format)
+    }
+
+    /// What this image contributes to the service statistics.
+    pub fn facts(&self) -> Facts {
+        Facts { format: self.format, bytes: self.bytes, camera: stats::camera_label(self.meta.camera_model.as_deref()) }
+    }
+
+    /// The stored variant of `size`, if the variants are ready.
+    pub fn variant(&self, size: Size) -> Option<&VariantInfo> {
+        if self.variants != VariantsStatus::Ready {
+            return None;
+        }
+        self.variant_info.iter().find(|v| v.size == size)
+    }
+
+    /// Strong validator for HTTP caching: content never changes under one key.
+    pub fn etag(&self, size: Option<Size>) -> String {
+        let which = size.map_or("original", Size::name);
+        format!("\"{}-{which}\"", &self.hash[..16.min(self.hash.len())])
+    }
+}
