@@ -13,7 +13,7 @@
 //! AWS family can do without a Scan: get, conditional put/update/delete, query on a key, and
 //! conditional transactions. The embedded family implements the same semantics exactly, including
 //! DynamoDB's rules for conditions on missing items and `ADD` on missing attributes, so code that
-//! is correct on one family is correct on the other. `tests/contract.rs` holds them to that.
+//! is correct on one family is correct on the other. `tests/contract/` holds them to that.
 
 #[cfg(feature = "aws")]
 pub mod aws;
