@@ -504,6 +504,70 @@ async fn a_keepalive_entry_added_in_the_page_shows_its_loads_and_refusals() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_lists_show_more_pages_and_every_delete_button_works() {
+    // Given more invitation links and accounts than one page of the admin's lists holds (50),
+    let server = Arc::new(Server::start().await);
+    for i in 0..52 {
+        let link = json!({"expires_in": 3600, "max_uploads": 1, "label": format!("Paged link {i}")});
+        let (status, body) = server.admin_post_json("/v1/links", &link).await;
+        assert_eq!(status, 201, "{body}");
+        let (status, body) =
+            server.admin_post_json("/v1/accounts", &json!({"name": format!("Paged account {i}")})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let s = server.clone();
+    browser::run("admin-paging-and-deletes", DESKTOP, &server.base, move |page| async move {
+        // when the admin signs in, each list shows its first page and offers more;
+        sign_in(&page).await;
+        let first_page = "return [...arguments[0]].every((list) => \
+             document.querySelectorAll(`#${list} tr[data-id]`).length === 50)";
+        page.wait_for("a first page of each list", first_page, vec![json!(["link-list", "account-list"])]).await;
+        for (list, more) in [("link-list", "#more-links"), ("account-list", "#more-accounts")] {
+            let script = "return !document.querySelector(arguments[0]).hidden";
+            page.wait_for("the Show more button", script, vec![json!(more)]).await;
+
+            // "Show more" appends the rest, puts the focus on the first row it added and goes,
+            page.click(more).await;
+            let script = "const rows = document.querySelectorAll(`#${arguments[0]} tr[data-id]`); \
+                 return rows.length === 52 && document.activeElement === rows[50] \
+                   && document.querySelector(arguments[1]).hidden \
+                   && new Set([...rows].map((r) => r.dataset.id)).size === 52;";
+            page.wait_for("the second page after the first", script, vec![json!(list), json!(more)]).await;
+        }
+
+        // and signing out forgets every row.
+        page.click("#sign-out").await;
+        let script = "return !document.querySelector('#link-list tbody tr, #account-list tbody tr, #image-list li') \
+             && document.querySelector('#more-links').hidden && document.querySelector('#more-accounts').hidden";
+        page.wait_for("the lists to be emptied", script, vec![]).await;
+
+        // An upload's own Delete button deletes it, and the focus stays at its entry;
+        page.goto("/").await;
+        page.attach("#file-input", &[photo("cameras/Nikon_D70.jpg")]).await;
+        let script = "return document.querySelector('li.upload.done')?.dataset.id";
+        let id = page.wait_for("the upload to finish", script, vec![]).await.as_str().unwrap().to_owned();
+        page.click("li.upload.done button.delete").await;
+        confirm(&page).await;
+        let script = "const li = document.querySelector('li.upload.deleted'); \
+             return li && document.activeElement === li.querySelector('.state')";
+        page.wait_for("the entry to say it was deleted", script, vec![]).await;
+        assert_eq!(s.get_json(&format!("/v1/images/{id}")).await.0, 404);
+
+        // and a keep-alive entry's Stop button removes it, saying so.
+        page.goto("/keepalive").await;
+        page.fill("#url", "https://i.imgur.com/StOp12x.jpg").await;
+        page.click("#add").await;
+        page.wait_for_text("#entries li.entry", "StOp12x").await;
+        page.click("#entries li.entry button.remove").await;
+        page.wait_for_text("#notice", "Stopped keeping").await;
+        let script = "return !document.querySelector('#entries li.entry') && !document.querySelector('#empty').hidden \
+             && document.activeElement === document.querySelector('#url')";
+        page.wait_for("the entry to be gone", script, vec![]).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_fits_a_phone_and_loads_nothing_from_elsewhere() {
     // Given an image and an invitation link, so that every page has something to show,
     let server = Server::start().await;

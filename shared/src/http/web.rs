@@ -71,6 +71,7 @@ const EMBEDDED: &[(&str, &[u8])] = embed![
     "pages/admin.html",
     "assets/app.css",
     "assets/app.js",
+    "assets/paged.js",
     "assets/uploader.js",
     "assets/upload.js",
     "assets/view.js",
@@ -79,6 +80,10 @@ const EMBEDDED: &[(&str, &[u8])] = embed![
     "assets/keepalive.js",
     "assets/memes.js",
     "assets/admin.js",
+    "assets/admin-stats.js",
+    "assets/admin-links.js",
+    "assets/admin-images.js",
+    "assets/admin-accounts.js",
     "assets/favicon.svg",
 ];
 
@@ -285,6 +290,19 @@ mod tests {
         for page in &PAGES {
             assert!(Assets::Embedded.get(&format!("pages/{}.html", page.name)).is_some(), "{}", page.name);
             assert!(Assets::Embedded.get(&format!("assets/{}.js", page.name)).is_some(), "{}", page.name);
+        }
+    }
+
+    #[test]
+    fn every_file_of_the_front_end_is_embedded() {
+        // A module imported by a page but left out of EMBEDDED would be a 404 in every
+        // deployment, while the files on disk would still be there to look at.
+        let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/web"));
+        for folder in ["pages", "assets"] {
+            for entry in std::fs::read_dir(root.join(folder)).unwrap() {
+                let name = format!("{folder}/{}", entry.unwrap().file_name().to_string_lossy());
+                assert!(EMBEDDED.iter().any(|(path, _)| *path == name), "{name} is not in EMBEDDED");
+            }
         }
     }
 

@@ -76,6 +76,38 @@ export async function whileBusy(button, work) {
 }
 
 /**
+ * The flow of every button that deletes (or revokes) something: asks `question` with confirm()
+ * (nothing is asked without one) and stops if the person declines; empties the message boxes in
+ * `clear`; runs `call` with `button` busy; then hands a failure to `fail(err)`, which shows it
+ * the way the page shows errors, or the answer to `done(answer)`, which updates the page.
+ * Returns whether the deletion was done.
+ */
+export async function deleteFlow(button, { question = null, clear = [], call, fail, done }) {
+  if (question && !window.confirm(question)) return false;
+  for (const box of clear) clearMessage(box);
+  let answer;
+  try {
+    answer = await whileBusy(button, call);
+  } catch (err) {
+    fail(err);
+    return false;
+  }
+  done(answer);
+  return true;
+}
+
+/**
+ * Removes `row` from its list and returns where the keyboard focus goes next, so a keyboard
+ * user keeps their place: the element matching `selector` in the row after it (or, for the last
+ * row, the one before it); null when there is none, and the caller picks a place of its own.
+ */
+export function removeRow(row, selector) {
+  const neighbour = row.nextElementSibling || row.previousElementSibling;
+  row.remove();
+  return (neighbour && neighbour.querySelector(selector)) || null;
+}
+
+/**
  * The part of this page's path after `prefix` (e.g. the token of "/u/<token>"), decoded; null
  * when it holds a malformed %-escape, as a mangled copy of a link can.
  */

@@ -1,7 +1,20 @@
 // The keep-alive page: adds Imgur URLs to POST /v1/keepalive and shows the entries this browser
 // added. The server answers an entry's manage token only once, so the entries (with their
 // tokens) are remembered in localStorage; without the token an entry cannot be stopped here.
-import { api, ApiError, h, showError, showOk, clearMessage, fmtDate, fmtDuration, sleep, whileBusy } from "/assets/app.js";
+import {
+  api,
+  ApiError,
+  h,
+  showError,
+  showOk,
+  clearMessage,
+  deleteFlow,
+  fmtDate,
+  fmtDuration,
+  removeRow,
+  sleep,
+  whileBusy,
+} from "/assets/app.js";
 
 const STORAGE_KEY = "imghost.keepalive";
 
@@ -278,20 +291,20 @@ async function loadNow(parts) {
   }
 }
 
-async function stop(parts) {
+function stop(parts) {
   clearEntryMessages(parts);
-  try {
-    await whileBusy(parts.remove, () =>
+  return deleteFlow(parts.remove, {
+    call: () =>
       api("DELETE", `/v1/keepalive/${encodeURIComponent(parts.saved.id)}`, {
         headers: { "X-Manage-Token": parts.saved.manage_token },
       }),
-    );
-    forget(parts.saved.id);
-    removeFromPage(parts);
-    showOk(notice, `Stopped keeping ${parts.link.textContent} alive.`);
-  } catch (err) {
-    entryError(parts, err);
-  }
+    fail: (err) => entryError(parts, err),
+    done: () => {
+      forget(parts.saved.id);
+      removeFromPage(parts);
+      showOk(notice, `Stopped keeping ${parts.link.textContent} alive.`);
+    },
+  });
 }
 
 function forgetHere(parts) {
@@ -303,11 +316,9 @@ function forgetHere(parts) {
 
 /** Removes an entry's item and puts the keyboard focus somewhere sensible. */
 function removeFromPage(parts) {
-  const next = parts.li.nextElementSibling || parts.li.previousElementSibling;
-  parts.li.remove();
+  const target = removeRow(parts.li, "button:not([disabled])");
   shown.delete(parts.saved.id);
   updateEmpty();
-  const target = next && next.querySelector("button:not([disabled])");
   (target || urlInput).focus();
 }
 

@@ -2,7 +2,19 @@
 // paste all feed one queue; each file is sent on its own request so it gets its own progress bar,
 // its own result and its own error in words.
 
-import { api, ApiError, readAnswer, h, showError, copyButton, copyField, local, sleep, whileBusy, deleteWithToken } from "/assets/app.js";
+import {
+  api,
+  ApiError,
+  readAnswer,
+  h,
+  showError,
+  copyButton,
+  copyField,
+  local,
+  sleep,
+  deleteFlow,
+  deleteWithToken,
+} from "/assets/app.js";
 
 /** Files above this go through a presigned form: the API takes at most 5 MiB per request, and
  * the multipart wrapping needs some room of its own. */
@@ -294,26 +306,24 @@ function showDone(item, { image, duplicate, token }) {
   body.append(details);
 }
 
-async function remove(item, image, token, button, details, alert) {
-  if (!confirm(`Delete ${item.name}? Its links stop working at once.`)) return;
-  alert.hidden = true;
-  try {
-    await whileBusy(button, () =>
-      deleteWithToken(image.id, token),
-    );
-  } catch (err) {
-    showError(alert, err);
-    return;
-  }
-  item.li.classList.remove("done");
-  item.li.classList.add("deleted");
-  item.state.textContent = "Deleted";
-  item.slot.replaceChildren();
-  details.replaceChildren();
-  // The Delete button had the focus and is gone with the details; the item's state, which now
-  // says "Deleted", takes it so a keyboard user stays at this item.
-  item.state.tabIndex = -1;
-  item.state.focus();
+function remove(item, image, token, button, details, alert) {
+  return deleteFlow(button, {
+    question: `Delete ${item.name}? Its links stop working at once.`,
+    clear: [alert],
+    call: () => deleteWithToken(image.id, token),
+    fail: (err) => showError(alert, err),
+    done: () => {
+      item.li.classList.remove("done");
+      item.li.classList.add("deleted");
+      item.state.textContent = "Deleted";
+      item.slot.replaceChildren();
+      details.replaceChildren();
+      // The Delete button had the focus and is gone with the details; the item's state, which
+      // now says "Deleted", takes it so a keyboard user stays at this item.
+      item.state.tabIndex = -1;
+      item.state.focus();
+    },
+  });
 }
 
 function showFailed(item, err) {

@@ -11,8 +11,8 @@ import {
   fmtBytes,
   fmtDate,
   sleep,
-  whileBusy,
   pathAfter,
+  deleteFlow,
   deleteWithToken,
 } from "/assets/app.js";
 
@@ -149,27 +149,25 @@ function setUpDelete() {
   const area = document.getElementById("delete-area");
   const button = document.getElementById("delete-button");
   area.hidden = false;
-  button.addEventListener("click", async () => {
-    if (!confirm("Delete this image? Its links stop working at once.")) return;
-    clearMessage(errorBox);
-    try {
-      await whileBusy(button, () =>
-        deleteWithToken(image.id, token),
-      );
-    } catch (err) {
-      showError(errorBox, err);
-      return;
-    }
-    deleted = true;
-    view.hidden = true;
-    img.removeAttribute("src");
-    // The token has done its work; it should not stay in the address bar or the history.
-    history.replaceState(null, "", location.pathname);
-    const done = document.getElementById("deleted");
-    showOk(done, "Deleted. The image and its links are gone.");
-    // The Delete button had the focus and is hidden with the image; the message takes it.
-    done.focus();
-  });
+  button.addEventListener("click", () =>
+    deleteFlow(button, {
+      question: "Delete this image? Its links stop working at once.",
+      clear: [errorBox],
+      call: () => deleteWithToken(image.id, token),
+      fail: (err) => showError(errorBox, err),
+      done: () => {
+        deleted = true;
+        view.hidden = true;
+        img.removeAttribute("src");
+        // The token has done its work; it should not stay in the address bar or the history.
+        history.replaceState(null, "", location.pathname);
+        const done = document.getElementById("deleted");
+        showOk(done, "Deleted. The image and its links are gone.");
+        // The Delete button had the focus and is hidden with the image; the message takes it.
+        done.focus();
+      },
+    }),
+  );
 }
 
 // A broken image shows only its alt text, which reads like success: say in words that it failed.
