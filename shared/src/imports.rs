@@ -157,9 +157,66 @@ pub async fn create(app: &App, urls: &[String]) -> Result<Created> {
     Ok(Created { job_id, items: urls.len(), delete_tokens: tokens })
 }
 
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub job_id: String,
+    /// `queued`, `running`, `done`, `failed` or `partial`.
+    pub status: &'static str,
+    pub created_at: Option<String>,
+    /// When the last URL settled, once every URL has.
+    pub finished_at: Option<String>,
+    pub counts: Counts,
+    pub items: Vec<ItemView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    pub queued: i64,
+    pub running: i64,
+    pub done: i64,
+    pub failed: i64,
+}
+
+/// One URL of a job.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemView {
+    pub url: Option<String>,
+    pub status: Option<String>,
+    pub image: Option<ImportedImage>,
+    /// Why the URL failed (or failed last, while it is retried).
+    pub error: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportedImage {
+    pub id: String,
+    pub link: String,
+}
+
+/// What creating a job answers: the job, where to follow it, and one delete token per URL.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedView {
+    pub job_id: String,
+    pub status_url: String,
+    pub items: usize,
+    pub delete_tokens: Vec<String>,
+}
+
+impl Created {
+    pub fn view(&self, base: &str) -> CreatedView {
+        CreatedView {
+            job_id: self.job_id.clone(),
+            status_url: format!("{base}/v1/imports/{}", self.job_id),
+            items: self.items,
+            delete_tokens: self.delete_tokens.clone(),
+        }
+    }
+}
+
 /// The job's status as the API shows it.
 #[instrument(skip(app, base))]
-pub async fn view(app: &App, job_id: &str, base: &str) -> Result<Value> {
+pub async fn view(app: &App, job_id: &str, base: &str) -> Result<JobView> {
     if !secret::is_id128(job_id) {
         return Err(Error::not_found("import job"));
     }
@@ -177,32 +234,28 @@ pub async fn view(app: &App, job_id: &str, base: &str) -> Result<Value> {
     } else {
         "running"
     };
+    let text = |k: String| item.str(&k).map(str::to_owned);
     let mut items = Vec::with_capacity(total.max(0) as usize);
     let mut finished_at: Option<&str> = None;
     for i in 0..total.max(0) as usize {
         let image = item
             .str(&format!("img{i}"))
             .zip(item.str(&format!("link{i}")))
-            .map(|(id, path)| json!({"id": id, "link": format!("{base}{path}")}));
+            .map(|(id, path)| ImportedImage { id: id.to_owned(), link: format!("{base}{path}") });
         let error = item.str(&format!("err{i}")).and_then(|e| serde_json::from_str::<Value>(e).ok());
         if let Some(f) = item.str(&format!("fin{i}")) {
             finished_at = Some(finished_at.map_or(f, |g| g.max(f)));
         }
-        items.push(json!({
-            "url": item.str(&format!("u{i}")),
-            "status": item.str(&format!("s{i}")),
-            "image": image,
-            "error": error,
-        }));
+        items.push(ItemView { url: text(format!("u{i}")), status: text(format!("s{i}")), image, error });
     }
-    Ok(json!({
-        "job_id": job_id,
-        "status": status,
-        "created_at": item.str("created_at"),
-        "finished_at": if done + failed == total { finished_at } else { None },
-        "counts": {"queued": queued, "running": running, "done": done, "failed": failed},
-        "items": items,
-    }))
+    Ok(JobView {
+        job_id: job_id.to_owned(),
+        status,
+        created_at: text("created_at".to_owned()),
+        finished_at: if done + failed == total { finished_at.map(str::to_owned) } else { None },
+        counts: Counts { queued, running, done, failed },
+        items,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

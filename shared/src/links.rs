@@ -100,17 +100,53 @@ impl Link {
         }
     }
 
-    pub fn view(&self, now: OffsetDateTime) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "label": self.label,
-            "status": self.status(now),
-            "expires_at": clock::rfc3339(self.expires_at),
-            "max_uploads": self.max_uploads,
-            "uploads": self.uploads,
-            "remaining": (self.max_uploads - self.uploads).max(0),
-            "created_at": self.created_at,
-        })
+    pub fn view(&self, now: OffsetDateTime) -> LinkView {
+        LinkView {
+            id: self.id.clone(),
+            label: self.label.clone(),
+            status: self.status(now),
+            expires_at: clock::rfc3339(self.expires_at),
+            max_uploads: self.max_uploads,
+            uploads: self.uploads,
+            remaining: (self.max_uploads - self.uploads).max(0),
+            created_at: self.created_at.clone(),
+        }
+    }
+}
+
+/// A link as the admin sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkView {
+    pub id: String,
+    pub label: Option<String>,
+    pub status: LinkStatus,
+    pub expires_at: String,
+    pub max_uploads: i64,
+    pub uploads: i64,
+    pub remaining: i64,
+    pub created_at: String,
+}
+
+/// A link just created: its view, and the token with the addresses built on it, shown once.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedView {
+    #[serde(flatten)]
+    pub link: LinkView,
+    pub token: String,
+    /// The upload page.
+    pub url: String,
+    /// The upload endpoint.
+    pub upload_url: String,
+}
+
+impl Created {
+    pub fn view(&self, now: OffsetDateTime, base: &str) -> CreatedView {
+        CreatedView {
+            link: self.link.view(now),
+            token: self.token.clone(),
+            url: format!("{base}/u/{}", self.token),
+            upload_url: format!("{base}/v1/links/{}/images", self.token),
+        }
     }
 }
 

@@ -122,7 +122,7 @@ async fn world() -> World {
 impl World {
     async fn add(&self, url: &str) -> String {
         let created = keepalive::create(&self.app, url).await.unwrap();
-        created.entry["id"].as_str().unwrap().to_owned()
+        created.entry.id.clone().unwrap()
     }
 
     /// Runs the loader over every queued message, as the worker would; returns how many.
@@ -142,7 +142,7 @@ impl World {
     }
 
     async fn entry(&self, id: &str) -> Value {
-        keepalive::view(&self.app, id).await.unwrap()
+        serde_json::to_value(keepalive::view(&self.app, id).await.unwrap()).unwrap()
     }
 }
 

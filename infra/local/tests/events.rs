@@ -156,14 +156,14 @@ async fn every_sample_event_runs_through_its_real_handler() {
     let response = imghost::workers::import::handle_sqs_event(&local.app, &fetcher, &sqs).await;
     seen.push("import-worker-sqs.json");
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    let view = imghost::imports::view(&local.app, &job_id, "http://x").await.unwrap();
+    let view = serde_json::to_value(imghost::imports::view(&local.app, &job_id, "http://x").await.unwrap()).unwrap();
     assert_eq!(view["status"], "partial", "{view}");
     assert_eq!(view["items"][1]["error"]["code"], "http_error");
 
     // keepalive-sweep-schedule.json: the hourly schedule's event runs the sweep, which claims
     // the one due entry and queues its load.
     let created = imghost::keepalive::create(&local.app, "https://imgur.com/AbC12xY").await.unwrap();
-    let entry_id = created.entry["id"].as_str().unwrap().to_owned();
+    let entry_id = created.entry.id.clone().unwrap();
     let schedule: aws_lambda_events::event::eventbridge::EventBridgeEvent<Value> =
         serde_json::from_str(&event("keepalive-sweep-schedule.json", &[])).unwrap();
     assert_eq!(schedule.detail_type, "Scheduled Event");
@@ -184,7 +184,7 @@ async fn every_sample_event_runs_through_its_real_handler() {
     let response = imghost::workers::keepalive::handle_sqs_event(&local.app, &transport, &sqs).await;
     seen.push("keepalive-loader-sqs.json");
     assert!(response.batch_item_failures.is_empty());
-    let entry = imghost::keepalive::view(&local.app, &entry_id).await.unwrap();
+    let entry = serde_json::to_value(imghost::keepalive::view(&local.app, &entry_id).await.unwrap()).unwrap();
     assert_eq!((entry["loads"].as_i64(), entry["history"][0]["outcome"].as_str()), (Some(1), Some("dry_run")));
 
     // accounts-create.json: the admin creates a prepaid account, which then buys two tokens.

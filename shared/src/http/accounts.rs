@@ -7,7 +7,6 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
 use tracing::instrument;
 
 use super::Params;
@@ -51,9 +50,7 @@ async fn create(_: Admin, State(app): State<App>, req: Request) -> Result<Respon
 async fn list(_: Admin, State(app): State<App>, Params(params): Params) -> Result<Response> {
     let (limit, cursor) = super::page_params(&params)?;
     let (accounts, next) = accounts::list(&app, limit, cursor).await?;
-    let next = next.map(|c| super::input::encode_cursor(&c));
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(json!({"accounts": accounts, "next_cursor": next})))
-        .into_response())
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(super::page_body("accounts", &accounts, next))).into_response())
 }
 
 #[derive(serde::Deserialize)]

@@ -6,7 +6,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
 use tracing::instrument;
 
 use super::{Admin, BaseUrl, Params, is_admin};
@@ -53,7 +52,7 @@ async fn list_images(
     let (limit, cursor) = super::page_params(&params)?;
     let (records, next) = images::list(&app, limit, cursor).await?;
     let views: Vec<_> = records.iter().map(|r| ImageView::new(r, &base)).collect();
-    Ok(Json(json!({ "images": views, "next_cursor": next.map(|c| super::input::encode_cursor(&c)) })))
+    Ok(Json(super::page_body("images", &views, next)))
 }
 
 #[instrument(skip(app, headers))]

@@ -7,7 +7,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::instrument;
 
 use super::BaseUrl;
@@ -61,14 +61,8 @@ async fn create_import(State(app): State<App>, BaseUrl(base): BaseUrl, req: Requ
     })?;
     let urls = parse_urls(&body)?;
     let created = imports::create(&app, &urls).await?;
-    let status_url = format!("{base}/v1/imports/{}", created.job_id);
-    let body = json!({
-        "job_id": created.job_id,
-        "status_url": status_url,
-        "items": created.items,
-        "delete_tokens": created.delete_tokens,
-    });
-    let headers = [(header::LOCATION, status_url), (header::CACHE_CONTROL, "no-store".to_owned())];
+    let body = created.view(&base);
+    let headers = [(header::LOCATION, body.status_url.clone()), (header::CACHE_CONTROL, "no-store".to_owned())];
     Ok((StatusCode::ACCEPTED, headers, Json(body)).into_response())
 }
 

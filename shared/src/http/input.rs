@@ -143,6 +143,15 @@ pub fn decode_cursor(s: &str) -> Option<Cursor> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).ok()?).ok()
 }
 
+/// One page of a listing as every listing answers it: `{"<field>": [...], "next_cursor": ...}`,
+/// with the cursor in the encoding [`decode_cursor`] reads back.
+pub fn page_body<T: serde::Serialize>(field: &str, items: &[T], next: Option<Cursor>) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    body.insert(field.to_owned(), serde_json::to_value(items).unwrap_or_default());
+    body.insert("next_cursor".to_owned(), next.map(|c| encode_cursor(&c)).into());
+    body.into()
+}
+
 /// The `limit` (1 to 100, default 50) and `cursor` of a paged admin listing.
 pub fn page_params(params: &HashMap<String, String>) -> Result<(usize, Option<Cursor>), Error> {
     let limit = match params.get("limit").map(String::as_str) {

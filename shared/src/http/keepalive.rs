@@ -40,12 +40,8 @@ async fn create(State(app): State<App>, req: Request) -> Result<Response> {
     let new: NewEntry =
         super::input::json_body(req.into_body(), 4 * 1024, "the body must be {\"url\": \"...\"}").await?;
     let created = keepalive::create(&app, &new.url).await?;
-    let (status, mut body) =
-        (if created.manage_token.is_some() { StatusCode::CREATED } else { StatusCode::OK }, created.entry);
-    if let Some(token) = created.manage_token {
-        body["manage_token"] = json!(token);
-    }
-    Ok((status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+    let status = if created.manage_token.is_some() { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, [(header::CACHE_CONTROL, "no-store")], Json(created)).into_response())
 }
 
 #[instrument(skip(app))]
@@ -57,8 +53,7 @@ async fn show(State(app): State<App>, Path(id): Path<String>) -> Result<Response
 async fn list(_: Admin, State(app): State<App>, Params(params): Params) -> Result<Response> {
     let (limit, cursor) = super::page_params(&params)?;
     let (entries, next) = keepalive::list(&app, limit, cursor).await?;
-    let next = next.map(|c| super::input::encode_cursor(&c));
-    Ok(Json(json!({"entries": entries, "next_cursor": next})).into_response())
+    Ok(Json(super::page_body("entries", &entries, next)).into_response())
 }
 
 #[instrument(skip(app, headers))]

@@ -43,10 +43,7 @@ async fn create_link(_: Admin, State(app): State<App>, BaseUrl(base): BaseUrl, r
     let new: NewLink =
         http::input::json_body(req.into_body(), 16 * 1024, "the body is not a valid link request").await?;
     let created = links::create(&app, &new).await?;
-    let mut view = created.link.view(OffsetDateTime::now_utc());
-    view["token"] = json!(created.token);
-    view["url"] = json!(format!("{base}/u/{}", created.token));
-    view["upload_url"] = json!(format!("{base}/v1/links/{}/images", created.token));
+    let view = created.view(OffsetDateTime::now_utc(), &base);
     Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
 }
 
@@ -56,7 +53,7 @@ async fn list_links(_: Admin, State(app): State<App>, Params(params): Params) ->
     let (found, next) = links::list(&app, limit, cursor).await?;
     let now = OffsetDateTime::now_utc();
     let views: Vec<_> = found.iter().map(|l| l.view(now)).collect();
-    Ok(Json(json!({"links": views, "next_cursor": next.map(|c| http::input::encode_cursor(&c))})).into_response())
+    Ok(Json(http::page_body("links", &views, next)).into_response())
 }
 
 #[instrument(skip_all)]

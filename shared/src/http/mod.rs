@@ -23,7 +23,7 @@ use tracing::error;
 
 use crate::error::Error;
 use crate::state::App;
-pub use input::{Params, page_params};
+pub use input::{Params, page_body, page_params};
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {

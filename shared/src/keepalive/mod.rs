@@ -138,9 +138,12 @@ pub fn entry_item(id: &str, url: &str, manage_digest: &str, created: OffsetDateT
 }
 
 /// A new entry as the API answers it, with its manage token shown once.
+#[derive(Debug, Clone, Serialize)]
 pub struct Created {
-    pub entry: Value,
+    #[serde(flatten)]
+    pub entry: EntryView,
     /// `None` when the URL was already kept: the existing entry is answered without a token.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub manage_token: Option<String>,
 }
 
@@ -186,29 +189,44 @@ async fn get_entry(app: &App, id: &str) -> Result<Item> {
 }
 
 /// The public view of an entry.
-pub async fn view(app: &App, id: &str) -> Result<Value> {
+pub async fn view(app: &App, id: &str) -> Result<EntryView> {
     Ok(view_of(&get_entry(app, id).await?))
 }
 
-fn view_of(item: &Item) -> Value {
+/// An entry as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryView {
+    pub id: Option<String>,
+    pub url: Option<String>,
+    pub status: Option<&'static str>,
+    pub created_at: Option<String>,
+    pub last_loaded_at: Option<String>,
+    /// When the next load is due, while one is scheduled.
+    pub next_load_at: Option<String>,
+    pub loads: i64,
+    /// The latest loads, newest first, as recorded by the loader.
+    pub history: Value,
+}
+
+fn view_of(item: &Item) -> EntryView {
     let next = item.num("next_epoch").and_then(|e| OffsetDateTime::from_unix_timestamp(e).ok());
     let status = item.str("status").and_then(Status::parse);
     let scheduled = matches!(status, Some(Status::Waiting | Status::Queued));
-    let history: Value = item.str("history").and_then(|h| serde_json::from_str(h).ok()).unwrap_or(json!([]));
-    json!({
-        "id": item.str("id"),
-        "url": item.str("url"),
-        "status": status.map(Status::as_str),
-        "created_at": item.str("created_at"),
-        "last_loaded_at": item.str("last_loaded_at"),
-        "next_load_at": if scheduled { next.map(rfc3339) } else { None },
-        "loads": item.num("loads").unwrap_or(0),
-        "history": history,
-    })
+    let text = |name: &str| item.str(name).map(str::to_owned);
+    EntryView {
+        id: text("id"),
+        url: text("url"),
+        status: status.map(Status::as_str),
+        created_at: text("created_at"),
+        last_loaded_at: text("last_loaded_at"),
+        next_load_at: if scheduled { next.map(rfc3339) } else { None },
+        loads: item.num("loads").unwrap_or(0),
+        history: item.str("history").and_then(|h| serde_json::from_str(h).ok()).unwrap_or(json!([])),
+    }
 }
 
 /// One page of entries, newest first (admin).
-pub async fn list(app: &App, limit: usize, cursor: Option<Cursor>) -> Result<(Vec<Value>, Option<Cursor>)> {
+pub async fn list(app: &App, limit: usize, cursor: Option<Cursor>) -> Result<(Vec<EntryView>, Option<Cursor>)> {
     let page = app.table.query(Query::table(LIST_PK).backward().limit(limit).start(cursor)).await?;
     let mut out = Vec::with_capacity(page.items.len());
     for l in &page.items {
@@ -257,7 +275,7 @@ pub async fn delete(app: &App, id: &str, token: Option<&str>) -> Result<()> {
 #[derive(Debug)]
 pub enum LoadNow {
     /// Claimed and queued for the loader.
-    Queued(Value),
+    Queued(EntryView),
     /// Not due: try again after this many seconds.
     NotDue(u64),
 }
