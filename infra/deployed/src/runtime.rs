@@ -150,6 +150,9 @@ struct Shared {
     first_invocation: OnceLock<Duration>,
     dead: watch::Sender<Option<Death>>,
     log: Mutex<VecDeque<String>>,
+    /// How many of the process's output streams are still open: a process that died may still
+    /// have lines in the pipes, and its last lines (why it died) are the ones a test reads.
+    streams_open: watch::Sender<usize>,
 }
 
 impl Shared {
@@ -157,6 +160,13 @@ impl Shared {
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         let skip = log.len().saturating_sub(LOG_SHOWN);
         log.iter().skip(skip).cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Waits until the output of a process that ended has been read to its end (for at most
+    /// two seconds, in case a child of the process holds the pipes open).
+    async fn output_drained(&self) {
+        let mut open = self.streams_open.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(2), open.wait_for(|n| *n == 0)).await;
     }
 
     fn push_log(&self, line: String) {
@@ -205,6 +215,7 @@ impl Lambda {
             first_invocation: OnceLock::new(),
             dead: watch::channel(None).0,
             log: Mutex::new(VecDeque::new()),
+            streams_open: watch::channel(2).0,
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         if let Some(out) = child.stdout.take() {
@@ -305,7 +316,7 @@ impl Lambda {
                 return Ok(t.duration_since(self.shared.spawned_at));
             }
             if let Some(d) = dead.borrow().clone() {
-                return Err(self.death(d));
+                return Err(self.death(d).await);
             }
             tokio::select! {
                 _ = dead.changed() => {}
@@ -326,7 +337,10 @@ impl Lambda {
         }
     }
 
-    fn death(&self, d: Death) -> InvokeError {
+    async fn death(&self, d: Death) -> InvokeError {
+        if matches!(d, Death::InitError(_) | Death::Exited(_)) {
+            self.shared.output_drained().await;
+        }
         let function = self.logical_id.clone();
         let log = self.log_tail();
         match d {
@@ -357,7 +371,7 @@ impl Lambda {
         let _enforced = self.gate.read().await;
         let mut dead = self.shared.dead.subscribe();
         if let Some(d) = dead.borrow().clone() {
-            return Err(self.death(d));
+            return Err(self.death(d).await);
         }
         let id = events::uuid();
         let (tx, mut rx) = oneshot::channel();
@@ -376,7 +390,7 @@ impl Lambda {
         );
         let pending = Pending { id: id.clone(), body, deadline_ms: now_ms + timeout.as_millis(), trace };
         if self.shared.queue_tx.send(pending).is_err() {
-            return Err(self.death(Death::Stopped("the Runtime API is gone".into())));
+            return Err(self.death(Death::Stopped("the Runtime API is gone".into())).await);
         }
         let started = tokio::time::Instant::now();
         let reply = loop {
@@ -385,7 +399,7 @@ impl Lambda {
                 _ = dead.changed() => {
                     if let Some(d) = dead.borrow().clone() {
                         self.shared.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                        return Err(self.death(d));
+                        return Err(self.death(d).await);
                     }
                 }
                 _ = tokio::time::sleep_until(started + timeout) => {
@@ -397,7 +411,7 @@ impl Lambda {
             }
         };
         let Some((reply, took)) = reply else {
-            return Err(self.death(Death::Stopped("the Runtime API dropped the invocation".into())));
+            return Err(self.death(Death::Stopped("the Runtime API dropped the invocation".into())).await);
         };
         if self.shared.first_invocation.set(took).is_ok() {
             let init = self.timings().init.unwrap_or_default();
@@ -467,6 +481,7 @@ async fn read_lines<R: tokio::io::AsyncRead + Unpin>(stream: R, shared: Arc<Shar
     while let Ok(Some(line)) = lines.next_line().await {
         shared.push_log(line);
     }
+    shared.streams_open.send_modify(|n| *n = n.saturating_sub(1));
 }
 
 async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
