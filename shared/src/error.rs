@@ -1,17 +1,46 @@
-//! The domain error type. Every failure a request can meet is one of these; the HTTP layer maps
-//! each to a status code and the `{"error": {"code", "message"}}` body, and workers ask
-//! [`Error::is_retryable`] whether to try again.
-
-use http::StatusCode;
+//! The domain error type. Every failure a request can meet is one of these. The domain says
+//! what kind of refusal a client error is ([`Refusal`]); the HTTP layer alone turns it into a
+//! status code and the `{"error": {"code", "message"}}` body (`http::status_of`), and workers
+//! ask [`Error::is_retryable`] whether to try again.
 
 use crate::store::StoreError;
+
+/// What kind of refusal a client error is, in the domain's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request is malformed.
+    BadRequest,
+    /// Missing or wrong credentials.
+    Unauthorized,
+    /// The account has nothing left to pay with.
+    PaymentRequired,
+    /// The credentials are fine but do not allow this.
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    /// The thing is in a state that does not allow this now.
+    Conflict,
+    /// The thing existed and is gone for good (an expired or revoked link).
+    Gone,
+    /// Over a size or complexity limit.
+    TooLarge,
+    /// Not a kind of content this service takes.
+    UnsupportedMedia,
+    /// A byte range outside the content.
+    RangeNotSatisfiable,
+    /// Well-formed, but its content breaks a rule.
+    Unprocessable,
+    /// Not possible right now (a concurrent writer, a capability not configured); worth trying
+    /// again later.
+    Unavailable,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A problem with the request that the client can fix. `code` is a stable machine-readable
     /// name; `message` says in words what was wrong.
     #[error("{message}")]
-    Client { status: StatusCode, code: &'static str, message: String },
+    Client { refusal: Refusal, code: &'static str, message: String },
     /// Storage failed. Condition failures that reach here were not expected by the caller.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -23,35 +52,23 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Error::Client { status, code, message: message.into() }
+    pub fn client(refusal: Refusal, code: &'static str, message: impl Into<String>) -> Self {
+        Error::Client { refusal, code, message: message.into() }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::client(StatusCode::BAD_REQUEST, code, message)
+        Self::client(Refusal::BadRequest, code, message)
     }
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::client(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+        Self::client(Refusal::Unprocessable, code, message)
     }
     pub fn not_found(what: &str) -> Self {
-        Self::client(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::client(Refusal::NotFound, "not_found", format!("{what} not found"))
     }
     pub fn unauthorized() -> Self {
-        Self::client(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid credentials")
+        Self::client(Refusal::Unauthorized, "unauthorized", "missing or invalid credentials")
     }
     pub fn internal(e: impl std::fmt::Display) -> Self {
         Error::Internal(e.to_string())
-    }
-
-    /// The HTTP status this error answers with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Error::Client { status, .. } => *status,
-            // The backend being down or throttled is worth retrying; say so with 503.
-            Error::Store(StoreError::Backend(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Store(StoreError::ConditionFailed { .. }) => StatusCode::CONFLICT,
-            Error::Store(StoreError::InvalidCursor(_)) => StatusCode::BAD_REQUEST,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
     }
 
     /// The stable error code.
@@ -80,8 +97,8 @@ impl Error {
     /// Whether a worker should retry the work that failed with this error.
     pub fn is_retryable(&self) -> bool {
         match self {
-            // A 503 from the domain ("busy") means a concurrent writer; trying later succeeds.
-            Error::Client { status, .. } => *status == StatusCode::SERVICE_UNAVAILABLE,
+            // "Unavailable" from the domain ("busy") means a concurrent writer; trying later succeeds.
+            Error::Client { refusal, .. } => *refusal == Refusal::Unavailable,
             Error::Internal(_) | Error::Store(StoreError::InvalidCursor(_)) => false,
             Error::Store(_) => true,
         }

@@ -29,7 +29,7 @@ use time::OffsetDateTime;
 use tracing::{info, instrument, warn};
 
 use crate::clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::fetch::{self, FetchError, Fetcher};
 use crate::images;
 use crate::secret;
@@ -117,9 +117,10 @@ pub fn validate(urls: &[String]) -> Result<()> {
 #[instrument(skip_all, fields(urls = urls.len()))]
 pub async fn create(app: &App, urls: &[String]) -> Result<Created> {
     validate(urls)?;
-    let queue = app.imports.as_ref().ok_or_else(|| {
-        Error::client(http::StatusCode::SERVICE_UNAVAILABLE, "imports_unavailable", "imports are not configured here")
-    })?;
+    let queue = app
+        .imports
+        .as_ref()
+        .ok_or_else(|| Error::client(Refusal::Unavailable, "imports_unavailable", "imports are not configured here"))?;
     let job_id = secret::new_id128();
     let now = OffsetDateTime::now_utc();
     let mut item = Item::new(job_pk(&job_id), JOB_SK)

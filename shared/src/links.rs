@@ -19,7 +19,7 @@ use time::{Duration, OffsetDateTime};
 use tracing::{info, instrument};
 
 use crate::clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::secret;
 use crate::state::App;
 use crate::store::{Cond, Cursor, GSI1PK, GSI1SK, Item, Query, TxOp, Update};
@@ -259,12 +259,11 @@ pub async fn by_token(app: &App, token: &str) -> Result<Link> {
 }
 
 fn refusal(link: &Link, now: OffsetDateTime, wanted: i64) -> Error {
-    use http::StatusCode;
     match link.status(now) {
-        LinkStatus::Revoked => Error::client(StatusCode::GONE, "link_revoked", "this upload link has been revoked"),
-        LinkStatus::Expired => Error::client(StatusCode::GONE, "link_expired", "this upload link has expired"),
+        LinkStatus::Revoked => Error::client(Refusal::Gone, "link_revoked", "this upload link has been revoked"),
+        LinkStatus::Expired => Error::client(Refusal::Gone, "link_expired", "this upload link has expired"),
         _ => Error::client(
-            StatusCode::CONFLICT,
+            Refusal::Conflict,
             "link_used_up",
             format!(
                 "this upload link has {} uploads left; {wanted} were sent",

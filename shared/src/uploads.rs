@@ -23,7 +23,7 @@ use time::macros::format_description;
 use tracing::{info, instrument, warn};
 
 use crate::clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::images::{self, ImageView};
 use crate::secret;
 use crate::state::{App, UploadTarget};
@@ -209,8 +209,30 @@ fn form_expired(item: &Item) -> bool {
     expires.is_none_or(|e| e < OffsetDateTime::now_utc())
 }
 
+/// How a presigned upload stands, as `GET /v1/uploads/{id}` answers.
+#[derive(Debug, Serialize)]
+pub struct UploadStatus {
+    pub upload_id: String,
+    /// `waiting`, `expired`, `done` or `failed`.
+    pub status: String,
+    /// Whether the file's bytes were already stored (once done).
+    pub duplicate: Option<bool>,
+    /// The image, once done and while it exists.
+    pub image: Option<ImageView>,
+    /// Why ingest refused the file (once failed).
+    pub error: Option<UploadFailure>,
+    /// When the form stops being accepted.
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UploadFailure {
+    pub code: String,
+    pub message: String,
+}
+
 /// `GET /v1/uploads/{id}`: how the upload stands, with its image once it is in.
-pub async fn status(app: &App, id: &str, base: &str) -> Result<serde_json::Value> {
+pub async fn status(app: &App, id: &str, base: &str) -> Result<UploadStatus> {
     let item = get_record(app, id).await?;
     let mut status = item.str("status").unwrap_or("waiting").to_owned();
     if status == "waiting" && form_expired(&item) {
@@ -224,16 +246,18 @@ pub async fn status(app: &App, id: &str, base: &str) -> Result<serde_json::Value
         },
         _ => None,
     };
-    let error =
-        item.str("error_code").map(|code| json!({"code": code, "message": item.str("error_message").unwrap_or("")}));
-    Ok(json!({
-        "upload_id": id,
-        "status": status,
-        "duplicate": item.bool("duplicate"),
-        "image": image,
-        "error": error,
-        "expires_at": item.str("form_expires_at"),
-    }))
+    let error = item.str("error_code").map(|code| UploadFailure {
+        code: code.to_owned(),
+        message: item.str("error_message").unwrap_or_default().to_owned(),
+    });
+    Ok(UploadStatus {
+        upload_id: id.to_owned(),
+        status,
+        duplicate: item.bool("duplicate"),
+        image,
+        error,
+        expires_at: item.str("form_expires_at").map(str::to_owned),
+    })
 }
 
 /// Local stand-in for the bucket's POST endpoint: checks the upload is waiting and stores the
@@ -242,14 +266,14 @@ pub async fn status(app: &App, id: &str, base: &str) -> Result<serde_json::Value
 pub async fn receive_local(app: &App, id: &str, bytes: bytes::Bytes) -> Result<()> {
     let item = get_record(app, id).await?;
     if item.str("status") != Some("waiting") {
-        return Err(Error::client(http::StatusCode::CONFLICT, "already_uploaded", "this upload already has its file"));
+        return Err(Error::client(Refusal::Conflict, "already_uploaded", "this upload already has its file"));
     }
     if form_expired(&item) {
-        return Err(Error::client(http::StatusCode::GONE, "expired", "this upload form has expired"));
+        return Err(Error::client(Refusal::Gone, "expired", "this upload form has expired"));
     }
     if bytes.is_empty() || bytes.len() as u64 > MAX_UPLOAD_BYTES {
         return Err(Error::client(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::TooLarge,
             "file_too_large",
             format!("the file must be 1 to {MAX_UPLOAD_BYTES} bytes"),
         ));
@@ -279,11 +303,7 @@ pub async fn ingest_incoming(app: &App, id: &str) -> Result<()> {
     let Some(object) = app.objects.get(&key).await? else { return Ok(()) };
     let prepared = tokio::task::spawn_blocking(move || {
         if object.bytes.len() as u64 > MAX_UPLOAD_BYTES {
-            return Err(Error::client(
-                http::StatusCode::PAYLOAD_TOO_LARGE,
-                "file_too_large",
-                "the file is over 50 MiB",
-            ));
+            return Err(Error::client(Refusal::TooLarge, "file_too_large", "the file is over 50 MiB"));
         }
         images::prepare(&object.bytes)
     })

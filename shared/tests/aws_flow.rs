@@ -109,7 +109,9 @@ async fn a_signed_form_posts_to_s3_and_the_worker_ingests_it() {
     workers::resize::handle_key(&app, &incoming).await.unwrap();
 
     // then the upload is done, the image exists with its metadata, and the incoming object is gone.
-    let status = imghost::uploads::status(&app, &created.upload_id, "https://img.example").await.unwrap();
+    let status =
+        serde_json::to_value(imghost::uploads::status(&app, &created.upload_id, "https://img.example").await.unwrap())
+            .unwrap();
     assert_eq!(status["status"], "done", "{status}");
     assert_eq!(status["image"]["camera_model"], "COOLPIX P6000");
     assert!(!app.objects.exists(&incoming).await.unwrap());

@@ -196,3 +196,28 @@ fn the_reader_sees_grouped_and_nested_paths() {
         assert_eq!(got, want, "{code}");
     }
 }
+
+#[test]
+fn status_codes_are_chosen_only_by_the_http_layer() {
+    // Given every module below the entry points,
+    let mut files = Vec::new();
+    rust_files(&src_dir(), &mut files);
+    let mut chosen = Vec::new();
+    for file in files {
+        let Some(module) = owner(&file) else { continue };
+        if layer_of(&module).is_none_or(|l| l == LAYERS.len() - 1) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Their tests may check what the HTTP layer makes of their errors.
+        let code = code_of(text.split("#[cfg(test)]").next().unwrap_or_default());
+        for line in code.lines().filter(|l| l.contains("StatusCode::")) {
+            // An outside server's answer, read by the fetcher, is not a status we choose.
+            if !line.contains("reqwest::StatusCode::") {
+                chosen.push(format!("{}: {}", file.display(), line.trim()));
+            }
+        }
+    }
+    // then none of them picks an HTTP status: they say what kind of refusal it is.
+    assert!(chosen.is_empty(), "status codes chosen below the HTTP layer:\n{}", chosen.join("\n"));
+}

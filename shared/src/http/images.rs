@@ -9,7 +9,7 @@ use axum::routing::get;
 use tracing::instrument;
 
 use super::{Admin, BaseUrl, Params, is_admin};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::images::{self, ImageView};
 use crate::media::Format;
 use crate::media::variants::Size;
@@ -135,7 +135,7 @@ async fn serve_image(
             RangeAnswer::Unsatisfiable => {
                 let content_range = HeaderValue::from_str(&format!("bytes */{total}")).map_err(Error::internal)?;
                 let mut resp = Error::client(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    Refusal::RangeNotSatisfiable,
                     "range_not_satisfiable",
                     "the requested range is outside the image",
                 )

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tracing::instrument;
 
 use super::BaseUrl;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::imports;
 use crate::state::App;
 
@@ -56,9 +56,9 @@ fn parse_urls(body: &[u8]) -> Result<Vec<String>> {
 
 #[instrument(skip_all)]
 async fn create_import(State(app): State<App>, BaseUrl(base): BaseUrl, req: Request) -> Result<Response> {
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| {
-        Error::client(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body is too large")
-    })?;
+    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| Error::client(Refusal::TooLarge, "request_too_large", "the request body is too large"))?;
     let urls = parse_urls(&body)?;
     let created = imports::create(&app, &urls).await?;
     let body = created.view(&base);

@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use percent_encoding::percent_decode;
 
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::store::Cursor;
 
 /// The query string's parameters, each decoded to UTF-8 and given at most once. Invalid UTF-8
@@ -79,11 +78,7 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
 /// Reads a whole body of at most `limit` bytes, refusing more with 413 `request_too_large`.
 pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, Error> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
-        Error::client(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            format!("the request body is longer than {limit} bytes"),
-        )
+        Error::client(Refusal::TooLarge, "request_too_large", format!("the request body is longer than {limit} bytes"))
     })
 }
 
@@ -199,7 +194,7 @@ mod tests {
                     assert_eq!(got, want, "{query}");
                 }
                 (Err(e), Err(code)) => {
-                    assert_eq!((e.status(), e.code()), (StatusCode::BAD_REQUEST, *code), "{query}");
+                    assert_eq!((e.status(), e.code()), (axum::http::StatusCode::BAD_REQUEST, *code), "{query}");
                 }
                 (got, _) => panic!("{query}: {got:?}"),
             }

@@ -13,7 +13,7 @@ use tracing::instrument;
 use super::Params;
 use super::upload::{multipart_files, prepare_all, read_body, reserve_for_files};
 use super::{Admin, BaseUrl};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::images::{self, UploadView};
 use crate::links::{self, NewLink};
 use crate::state::App;
@@ -101,7 +101,7 @@ async fn upload_through_link(
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     if !content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
         return Err(Error::client(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::UnsupportedMedia,
             "unsupported_content_type",
             "uploads through a link are multipart/form-data with 1 to 20 `file` parts",
         ));

@@ -21,9 +21,38 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::error;
 
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::state::App;
+use crate::store::StoreError;
 pub use input::{Params, page_body, page_params};
+
+impl Error {
+    /// The HTTP status this error answers with: the one place refusals become status codes.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Client { refusal, .. } => match refusal {
+                Refusal::BadRequest => StatusCode::BAD_REQUEST,
+                Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
+                Refusal::PaymentRequired => StatusCode::PAYMENT_REQUIRED,
+                Refusal::Forbidden => StatusCode::FORBIDDEN,
+                Refusal::NotFound => StatusCode::NOT_FOUND,
+                Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+                Refusal::Conflict => StatusCode::CONFLICT,
+                Refusal::Gone => StatusCode::GONE,
+                Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                Refusal::UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Refusal::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+                Refusal::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+                Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            // The backend being down or throttled is worth retrying; say so with 503.
+            Error::Store(StoreError::Backend(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(StoreError::ConditionFailed { .. }) => StatusCode::CONFLICT,
+            Error::Store(StoreError::InvalidCursor(_)) => StatusCode::BAD_REQUEST,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
@@ -45,12 +74,12 @@ impl IntoResponse for Error {
 
 /// The JSON 404 for paths no router knows.
 pub async fn not_found() -> Error {
-    Error::client(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    Error::client(Refusal::NotFound, "not_found", "no such endpoint")
 }
 
 /// The JSON 405 for a known path with the wrong method.
 pub async fn method_not_allowed() -> Error {
-    Error::client(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
+    Error::client(Refusal::MethodNotAllowed, "method_not_allowed", "this endpoint does not accept that method")
 }
 
 /// Gives a router the JSON fallbacks every router shares, and the safety net that turns any

@@ -15,7 +15,7 @@ use tracing::instrument;
 
 use super::BaseUrl;
 use crate::budget;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::images::{self, UploadView};
 use crate::secret;
 use crate::state::App;
@@ -54,9 +54,9 @@ struct CreateUpload {
 #[instrument(skip_all)]
 async fn create_upload(State(app): State<App>, BaseUrl(base): BaseUrl, req: Request) -> Result<Response> {
     // The request is a few fields of JSON; anything large is not one.
-    let body = axum::body::to_bytes(req.into_body(), 16 * 1024).await.map_err(|_| {
-        Error::client(StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "the request body is too large")
-    })?;
+    let body = axum::body::to_bytes(req.into_body(), 16 * 1024)
+        .await
+        .map_err(|_| Error::client(Refusal::TooLarge, "request_too_large", "the request body is too large"))?;
     let request: CreateUpload = if body.iter().all(u8::is_ascii_whitespace) {
         CreateUpload::default()
     } else {
@@ -66,7 +66,7 @@ async fn create_upload(State(app): State<App>, BaseUrl(base): BaseUrl, req: Requ
         Some(0) => return Err(Error::unprocessable("bad_size", "bytes must be at least 1")),
         Some(n) if n > MAX_UPLOAD_BYTES => {
             return Err(Error::client(
-                StatusCode::PAYLOAD_TOO_LARGE,
+                Refusal::TooLarge,
                 "file_too_large",
                 format!("presigned uploads take at most {MAX_UPLOAD_BYTES} bytes; {n} was asked for"),
             ));
@@ -97,11 +97,7 @@ async fn receive_local_upload(State(app): State<App>, Path(id): Path<String>, re
     // The body and the multipart parser's copy; the file goes to storage from there.
     let _reservation = budget::reserve(2 * declared_length(&req, limit)).await;
     let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-        Error::client(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "file_too_large",
-            format!("the file must be at most {MAX_UPLOAD_BYTES} bytes"),
-        )
+        Error::client(Refusal::TooLarge, "file_too_large", format!("the file must be at most {MAX_UPLOAD_BYTES} bytes"))
     })?;
     let mut files = multipart_files(&content_type, body).await?;
     if files.len() != 1 {
@@ -129,7 +125,7 @@ async fn upload_images(State(app): State<App>, BaseUrl(base): BaseUrl, req: Requ
         (vec![Part { label: "the body".into(), bytes: body }], false)
     } else {
         return Err(Error::client(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::UnsupportedMedia,
             "unsupported_content_type",
             format!("send the image itself (image/*) or multipart/form-data with `file` parts, not {mime}"),
         ));
@@ -163,8 +159,8 @@ pub(crate) async fn prepare_all(parts: Vec<Part>, multipart: bool) -> Result<Vec
                     return Err(Error::unprocessable("empty_file", format!("{} is empty", p.label)));
                 }
                 images::prepare(&p.bytes).map_err(|e| match e {
-                    Error::Client { status, code, message } if multipart => {
-                        Error::Client { status, code, message: format!("{}: {message}", p.label) }
+                    Error::Client { refusal, code, message } if multipart => {
+                        Error::Client { refusal, code, message: format!("{}: {message}", p.label) }
                     }
                     other => other,
                 })
@@ -196,7 +192,7 @@ pub(crate) fn reserve_for_files(req: &Request) -> impl Future<Output = budget::B
 pub(crate) async fn read_body(body: Body) -> Result<Bytes> {
     axum::body::to_bytes(body, MAX_API_BODY).await.map_err(|_| {
         Error::client(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::TooLarge,
             "request_too_large",
             format!(
                 "requests through the API are limited to {MAX_API_BODY} bytes; use POST /v1/uploads for larger files"

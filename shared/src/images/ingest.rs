@@ -9,7 +9,7 @@ use super::record::{
     HASH_SK, ImageRecord, LISTING_PARTITION, META, State, VariantsStatus, hash_pk, image_pk, upload_sk,
 };
 use crate::clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::media::exif::Metadata;
 use crate::media::{self, Format, MediaError};
 use crate::secret;
@@ -36,10 +36,9 @@ pub struct Prepared {
 /// (not an image format) or `unsupported_image` (a variant of one that cannot be shown), 422
 /// `unreadable_image` or `damaged_image`, 413 with the limit's code.
 pub fn prepare(bytes: &[u8]) -> Result<Prepared> {
-    use http::StatusCode;
     if media::sniff(bytes).is_none() {
         return Err(Error::client(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::UnsupportedMedia,
             "unsupported_media_type",
             "the file is not a JPEG, PNG, GIF or WebP image",
         ));
@@ -61,12 +60,11 @@ pub fn prepare(bytes: &[u8]) -> Result<Prepared> {
 
 /// The status and code of each inspection refusal.
 pub fn media_error(e: MediaError) -> Error {
-    use http::StatusCode;
     match e {
         MediaError::Unreadable(_) => Error::unprocessable("unreadable_image", e.to_string()),
         MediaError::Damaged(_) => Error::unprocessable("damaged_image", e.to_string()),
-        MediaError::Unsupported(m) => Error::client(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image", m),
-        MediaError::TooLarge { code, message } => Error::client(StatusCode::PAYLOAD_TOO_LARGE, code, message),
+        MediaError::Unsupported(m) => Error::client(Refusal::UnsupportedMedia, "unsupported_image", m),
+        MediaError::TooLarge { code, message } => Error::client(Refusal::TooLarge, code, message),
     }
 }
 
@@ -154,11 +152,7 @@ pub async fn store(app: &App, p: &Prepared, token_digest: &str) -> Result<Stored
         info!(image_id = %image.id, bytes = image.bytes, "new image");
         return Ok(Stored { image, duplicate: false });
     }
-    Err(Error::client(
-        http::StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
-        "the same image is being changed concurrently; try again",
-    ))
+    Err(Error::client(Refusal::Unavailable, "busy", "the same image is being changed concurrently; try again"))
 }
 
 /// Stores the original object and marks the image active, counting the image and the upload

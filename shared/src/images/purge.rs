@@ -5,7 +5,7 @@ use tracing::{info, instrument};
 
 use super::ingest::INGEST_ATTEMPTS;
 use super::record::{HASH_SK, ImageRecord, META, State, hash_pk, image_pk, upload_sk, variant_key};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::media::Format;
 use crate::media::variants::Size;
 use crate::secret;
@@ -73,7 +73,7 @@ pub async fn delete_upload(app: &App, id: &str, token: &str) -> Result<()> {
         Removal::Done => Ok(()),
         Removal::NoSuchImage => Err(Error::not_found("image")),
         Removal::WrongToken => {
-            Err(Error::client(http::StatusCode::FORBIDDEN, "forbidden", "the delete token does not match this image"))
+            Err(Error::client(Refusal::Forbidden, "forbidden", "the delete token does not match this image"))
         }
     }
 }
@@ -174,11 +174,7 @@ pub(super) async fn purge(app: &App, record: &ImageRecord, guard: Option<Cond>) 
         }
     }
     if !marked {
-        return Err(Error::client(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "the image is being changed concurrently; try again",
-        ));
+        return Err(Error::client(Refusal::Unavailable, "busy", "the image is being changed concurrently; try again"));
     }
     clear_hash(app, &record.hash, &record.id).await?;
     app.objects.delete(&record.original_key()).await?;

@@ -30,7 +30,7 @@ use tracing::{info, instrument};
 
 pub use url::canonical_imgur_url;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::secret;
 use crate::state::App;
 use crate::store::{Cond, Cursor, GSI1PK, GSI1SK, Item, Query, TxOp};
@@ -250,7 +250,7 @@ pub async fn delete(app: &App, id: &str, token: Option<&str>) -> Result<()> {
             .and_then(|d| <[u8; 32]>::try_from(d).ok())
             .is_some_and(|d| secret::matches_digest(t, &d));
         if !ok {
-            return Err(Error::client(http::StatusCode::FORBIDDEN, "forbidden", "the manage token does not match"));
+            return Err(Error::client(Refusal::Forbidden, "forbidden", "the manage token does not match"));
         }
     }
     let url = item.str("url").unwrap_or_default();
@@ -290,7 +290,7 @@ pub async fn load_now(app: &App, id: &str) -> Result<LoadNow> {
     let status = item.str("status").and_then(Status::parse);
     if matches!(status, Some(Status::Gone | Status::Stopped | Status::Error)) {
         return Err(Error::client(
-            http::StatusCode::CONFLICT,
+            Refusal::Conflict,
             "finished",
             format!("the entry is {}; it is never loaded again", status.map_or("finished", Status::as_str)),
         ));

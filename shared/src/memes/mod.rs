@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use tracing::{info, instrument, warn};
 
 use crate::accounts::{self, check_idempotency_key};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::images;
 use crate::media::variants::Size;
 use crate::media::{self, decode};
@@ -198,9 +198,8 @@ pub async fn deliver(
 
 /// Takes one token, writing the key's record in the same transaction when there is a key.
 async fn charge(app: &App, account_id: &str, req: &MemeRequest, key: Option<&str>) -> Result<Charged> {
-    let exhausted = || {
-        Error::client(http::StatusCode::PAYMENT_REQUIRED, "tokens_exhausted", "no tokens left; buy more to get memes")
-    };
+    let exhausted =
+        || Error::client(Refusal::PaymentRequired, "tokens_exhausted", "no tokens left; buy more to get memes");
     let Some(key) = key else {
         // No key, no record: one conditional update, with nothing else to conflict with.
         return match accounts::charge(app, account_id).await? {
@@ -241,7 +240,7 @@ async fn charge(app: &App, account_id: &str, req: &MemeRequest, key: Option<&str
             let until = existing.num("pending_until").unwrap_or(i64::MAX);
             if until > now.unix_timestamp() {
                 return Err(Error::client(
-                    http::StatusCode::CONFLICT,
+                    Refusal::Conflict,
                     "in_progress",
                     "a request with this Idempotency-Key is still being answered; retry shortly",
                 ));
@@ -251,7 +250,7 @@ async fn charge(app: &App, account_id: &str, req: &MemeRequest, key: Option<&str
             match app.table.update(&pk, &sk, takeover, Some(cond)).await {
                 Ok(_) => Ok(Charged::TakenOver),
                 Err(e) if e.is_condition_failed() => Err(Error::client(
-                    http::StatusCode::CONFLICT,
+                    Refusal::Conflict,
                     "in_progress",
                     "a request with this Idempotency-Key is being answered; retry shortly",
                 )),
