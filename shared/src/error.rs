@@ -30,6 +30,8 @@ pub enum Refusal {
     RangeNotSatisfiable,
     /// Well-formed, but its content breaks a rule.
     Unprocessable,
+    /// A variant of a protocol this service does not offer (oEmbed's XML format).
+    NotImplemented,
     /// Not possible right now (a concurrent writer, a capability not configured); worth trying
     /// again later.
     Unavailable,

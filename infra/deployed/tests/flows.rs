@@ -117,7 +117,7 @@ async fn every_flow_runs_through_the_deployed_functions() {
     keepalive_sweeps_and_loads_without_a_request_to_imgur(&stack, &f).await;
     let account = tokens_are_never_overspent_by_two_processes(&stack, &f).await;
     an_image_meme_is_drawn_over_a_variant_and_hosted(&stack, &f, &account, &mut stored).await;
-    pages_and_admin_routes_answer(&stack, &f).await;
+    pages_and_admin_routes_answer(&stack, &f, &stored).await;
     stats_count_what_the_flows_did(&stack, &f, &stored).await;
 
     print_timings(&f.all());
@@ -444,13 +444,24 @@ async fn an_image_meme_is_drawn_over_a_variant_and_hosted(
     stored.images.push(view);
 }
 
-async fn pages_and_admin_routes_answer(stack: &Stack, f: &Functions) {
-    // The web function (no policy at all) serves its pages,
+async fn pages_and_admin_routes_answer(stack: &Stack, f: &Functions, stored: &Stored) {
+    // The web function serves its pages,
     let r = ok(f.web.http(HttpRequest::get("/")).await);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{:?}", r.headers);
     let r = ok(f.web.http(HttpRequest::get("/v1/sharex.sxcu")).await);
     assert_eq!(r.status, 200, "{}", r.text());
+    // and reads an image's item (with the table read policy, nothing more) for the link preview
+    // of its page and for oEmbed.
+    let image = &stored.images[0];
+    let id = image["id"].as_str().unwrap_or_default();
+    let r = ok(f.web.http(HttpRequest::get(&format!("/v/{id}"))).await);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let large = image["variants"]["large"]["url"].as_str().unwrap_or_default();
+    assert!(r.text().contains(&format!("<meta property=\"og:image\" content=\"{large}\">")), "{}", r.text());
+    let page = image["page"].as_str().unwrap_or_default();
+    let r = ok(f.web.http(HttpRequest::get("/oembed").query("url", page)).await);
+    assert_eq!((r.status, r.json()["url"].as_str()), (200, Some(large)), "{}", r.text());
 
     // and links lists invitation links for the admin only.
     let r = ok(f.links.http(HttpRequest::get("/v1/links").bearer(&stack.admin_token)).await);

@@ -43,6 +43,7 @@ impl Error {
                 Refusal::UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Refusal::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
                 Refusal::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+                Refusal::NotImplemented => StatusCode::NOT_IMPLEMENTED,
                 Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             },
             // The backend being down or throttled is worth retrying; say so with 503.

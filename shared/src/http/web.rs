@@ -18,8 +18,9 @@ use axum::routing::get;
 use serde_json::json;
 use tracing::instrument;
 
-use super::base_url;
-use crate::error::{Error, Result};
+use super::{Params, base_url};
+use crate::error::{Error, Refusal, Result};
+use crate::images::{self, Preview};
 use crate::secret;
 use crate::state::{App, Serving, UploadTarget};
 
@@ -115,10 +116,11 @@ pub fn router(app: App) -> Router {
 /// The routes alone, for merging with other functions' routes (the local runner).
 pub fn routes(app: App, assets: Assets) -> Router {
     let state = WebState { app, assets: Arc::new(assets) };
-    let page = |index: usize| move |s: State<WebState>, h: HeaderMap| render(s, h, index);
+    let page = |index: usize| move |s: State<WebState>, h: HeaderMap| render(s, h, index, Head::default());
     Router::new()
         .route("/", get(page(0)))
-        .route("/v/{id}", get(page(1)))
+        .route("/v/{id}", get(image_page))
+        .route("/oembed", get(oembed))
         .route("/u/{token}", get(page(2)))
         .route("/imports", get(page(3)))
         .route("/keepalive", get(page(4)))
@@ -134,8 +136,103 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-#[instrument(skip(state, headers), fields(page = PAGES[index].name))]
-async fn render(State(state): State<WebState>, headers: HeaderMap, index: usize) -> Result<Response> {
+/// What a page adds to the layout's head, and its status.
+#[derive(Default)]
+struct Head {
+    /// Extra elements for `<head>`, already escaped.
+    tags: String,
+    not_found: bool,
+}
+
+/// The image page. It is filled in by its script, but its head carries the link preview (Open
+/// Graph and Twitter card tags, and the oEmbed link) rendered here, for the chat apps and
+/// social networks that read a shared link's HTML without running it. An id that is not an
+/// image answers the same page with 404 and no tags.
+#[instrument(skip(state, headers))]
+async fn image_page(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response> {
+    let head = match images::get_active(&state.app, &id).await {
+        Ok(record) => {
+            Head { tags: preview_tags(&Preview::new(&record, &base_url(&state.app, &headers))), ..Head::default() }
+        }
+        Err(e) if e.status() == StatusCode::NOT_FOUND => Head { not_found: true, ..Head::default() },
+        Err(e) => return Err(e),
+    };
+    render(State(state), headers, 1, head).await
+}
+
+fn preview_tags(p: &Preview) -> String {
+    let base = p.page_url.rsplit_once("/v/").map_or("", |(b, _)| b);
+    let oembed = format!("{base}/oembed?format=json&url={}", urlencoding(&p.page_url));
+    let meta =
+        |attr: &str, name: &str, content: &str| format!("<meta {attr}=\"{name}\" content=\"{}\">\n", escape(content));
+    let mut tags = String::new();
+    for (name, content) in [
+        ("og:type", "website"),
+        ("og:site_name", "imghost"),
+        ("og:title", &p.title),
+        ("og:url", &p.page_url),
+        ("og:image", &p.image.url),
+        ("og:image:width", &p.image.width.to_string()),
+        ("og:image:height", &p.image.height.to_string()),
+        ("og:image:type", p.image.mime),
+    ] {
+        tags.push_str(&meta("property", name, content));
+    }
+    tags.push_str(&meta("name", "twitter:card", "summary_large_image"));
+    tags.push_str(&meta("name", "twitter:title", &p.title));
+    tags.push_str(&meta("name", "twitter:image", &p.image.url));
+    tags.push_str(&format!(
+        "<link rel=\"alternate\" type=\"application/json+oembed\" href=\"{}\" title=\"{}\">\n",
+        escape(&oembed),
+        escape(&p.title)
+    ));
+    tags
+}
+
+/// Percent-encodes a URL for use as a query parameter's value.
+fn urlencoding(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// `GET /oembed?url=&format=json&maxwidth=&maxheight=`: the oEmbed answer for an image page or
+/// image link of this site. A URL that is not one of ours, or an image that does not exist,
+/// answers 404, as the oEmbed specification asks; a format other than JSON answers 501.
+#[instrument(skip_all)]
+async fn oembed(State(state): State<WebState>, headers: HeaderMap, Params(params): Params) -> Result<Response> {
+    if params.get("format").is_some_and(|f| f != "json") {
+        return Err(Error::client(Refusal::NotImplemented, "unsupported_format", "only the json format is offered"));
+    }
+    let dimension = |name: &str| -> Result<Option<u32>> {
+        match params.get(name) {
+            None => Ok(None),
+            Some(v) => v.parse::<u32>().ok().filter(|n| *n > 0).map(Some).ok_or_else(|| {
+                Error::bad_request("bad_parameter", format!("{name} must be a positive whole number of pixels"))
+            }),
+        }
+    };
+    let (max_width, max_height) = (dimension("maxwidth")?, dimension("maxheight")?);
+    let url = params.get("url").ok_or_else(|| Error::bad_request("missing_url", "give the url of an image page"))?;
+    let base = base_url(&state.app, &headers);
+    let id = image_id_of(url, &base).ok_or_else(|| Error::not_found("image"))?;
+    let record = images::get_active(&state.app, &id).await?;
+    let body = images::OEmbed::new(&record, &base, max_width, max_height);
+    Ok(([(header::CACHE_CONTROL, "no-cache")], axum::Json(body)).into_response())
+}
+
+/// The image id in a URL of this site's image page (`/v/{id}`) or image (`/i/{id}[.ext]`).
+fn image_id_of(url: &str, base: &str) -> Option<String> {
+    let (url, base) = (url::Url::parse(url).ok()?, url::Url::parse(base).ok()?);
+    if url.origin() != base.origin() {
+        return None;
+    }
+    let path = url.path();
+    let rest = path.strip_prefix("/v/").or_else(|| path.strip_prefix("/i/"))?;
+    let id = rest.split_once('.').map_or(rest, |(id, _)| id);
+    secret::is_image_id(id).then(|| id.to_owned())
+}
+
+#[instrument(skip(state, headers, head), fields(page = PAGES[index].name))]
+async fn render(State(state): State<WebState>, headers: HeaderMap, index: usize, head: Head) -> Result<Response> {
     let page = &PAGES[index];
     let body = state
         .assets
@@ -160,7 +257,7 @@ async fn render(State(state): State<WebState>, headers: HeaderMap, index: usize)
 <link rel="icon" href="/assets/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/app.css">
 <script type="module" src="/assets/{name}.js"></script>
-</head>
+{tags}</head>
 <body data-page="{name}">
 <a class="skip" href="#main">Skip to content</a>
 <header class="site"><a class="brand" href="/">imghost</a><nav aria-label="Main">{nav}</nav></header>
@@ -172,9 +269,11 @@ async fn render(State(state): State<WebState>, headers: HeaderMap, index: usize)
 "##,
         title = escape(page.title),
         name = page.name,
+        tags = head.tags,
     );
+    let status = if head.not_found { StatusCode::NOT_FOUND } else { StatusCode::OK };
     let mut response =
-        ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html)
+        (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], html)
             .into_response();
     secure(response.headers_mut(), &content_security_policy(&state.app, &headers));
     Ok(response)

@@ -37,7 +37,7 @@ use tracing::{info, warn};
 pub use ingest::{Prepared, Stored, media_error, prepare, store};
 pub use purge::{delete_image, delete_upload};
 pub use record::{ImageRecord, State, VariantInfo, VariantsStatus, original_key, variant_key};
-pub use view::{ImageView, UploadView, VariantView};
+pub use view::{ImageView, OEmbed, Preview, Rendition, UploadView, VariantView, renditions};
 
 use crate::error::{Error, Result};
 use crate::media::Format;

@@ -93,3 +93,108 @@ impl UploadView {
         UploadView { image: ImageView::new(&stored.image, base), duplicate: stored.duplicate, delete_token }
     }
 }
+
+/// One picture of an image that a preview can point at: a made variant, or the original.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendition {
+    pub url: String,
+    /// As displayed (after the EXIF orientation, which variants have applied already).
+    pub width: u32,
+    pub height: u32,
+    pub mime: &'static str,
+}
+
+/// What previews may point at, smallest first: the variants once they are made (upright, with
+/// no metadata, and no larger than a screen needs), else the original.
+pub fn renditions(r: &ImageRecord, base: &str) -> Vec<Rendition> {
+    let mut out: Vec<Rendition> = Size::ALL.into_iter().filter_map(|size| variant_rendition(r, size, base)).collect();
+    out.sort_by_key(|v| u64::from(v.width) * u64::from(v.height));
+    if out.is_empty() {
+        out.push(original_rendition(r, base));
+    }
+    out
+}
+
+fn variant_rendition(r: &ImageRecord, size: Size, base: &str) -> Option<Rendition> {
+    r.variant(size).map(|v| Rendition {
+        url: format!("{base}/i/{}?size={}", r.id, v.size.name()),
+        width: v.width,
+        height: v.height,
+        mime: v.format.mime(),
+    })
+}
+
+fn original_rendition(r: &ImageRecord, base: &str) -> Rendition {
+    let (width, height) = r.display_dimensions();
+    Rendition { url: format!("{base}/i/{}.{}", r.id, r.format.ext()), width, height, mime: r.format.mime() }
+}
+
+/// What a shared link shows in a chat or a social network (Open Graph and Twitter card tags on
+/// the image page): the large variant when it is made, else the original.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    pub title: String,
+    /// The image page, the link people share.
+    pub page_url: String,
+    pub image: Rendition,
+}
+
+impl Preview {
+    pub fn new(r: &ImageRecord, base: &str) -> Self {
+        Preview {
+            title: title(r),
+            page_url: format!("{base}/v/{}", r.id),
+            image: variant_rendition(r, Size::Large, base).unwrap_or_else(|| original_rendition(r, base)),
+        }
+    }
+}
+
+fn title(r: &ImageRecord) -> String {
+    let (w, h) = r.display_dimensions();
+    format!("{} image, {w} × {h}", r.format.name().to_uppercase())
+}
+
+/// An oEmbed answer of type `photo` (oembed.com §2.3.4): the largest of the [`renditions`]
+/// within the consumer's `maxwidth` and `maxheight` (the smallest when none fits), with the
+/// small variant as its thumbnail.
+#[derive(Debug, Clone, Serialize)]
+pub struct OEmbed {
+    pub version: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: String,
+    pub provider_name: &'static str,
+    pub provider_url: String,
+    pub url: String,
+    pub width: u32,
+    pub height: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnail_width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnail_height: Option<u32>,
+}
+
+impl OEmbed {
+    pub fn new(r: &ImageRecord, base: &str, max_width: Option<u32>, max_height: Option<u32>) -> Self {
+        let all = renditions(r, base);
+        let fits = |v: &&Rendition| max_width.is_none_or(|m| v.width <= m) && max_height.is_none_or(|m| v.height <= m);
+        let chosen =
+            all.iter().rev().find(fits).or(all.first()).cloned().unwrap_or_else(|| original_rendition(r, base));
+        let thumbnail = variant_rendition(r, Size::Small, base);
+        OEmbed {
+            version: "1.0",
+            kind: "photo",
+            title: title(r),
+            provider_name: "imghost",
+            provider_url: base.to_owned(),
+            url: chosen.url,
+            width: chosen.width,
+            height: chosen.height,
+            thumbnail_url: thumbnail.as_ref().map(|t| t.url.clone()),
+            thumbnail_width: thumbnail.as_ref().map(|t| t.width),
+            thumbnail_height: thumbnail.as_ref().map(|t| t.height),
+        }
+    }
+}
