@@ -117,35 +117,41 @@ async fn serve_image(
     {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }
-    let bytes = opened.bytes(&app).await?.ok_or_else(|| Error::not_found("image"))?;
-    let total = bytes.len() as u64;
+    // The size recorded at upload is the object's: the range is worked out before reading, so
+    // only the bytes asked for are read, one chunk at a time.
+    let total = opened.len();
     let content_type = (header::CONTENT_TYPE, HeaderValue::from_static(format.mime()));
     // A Range that does not match the current ETag must be ignored (RFC 9110 If-Range).
     let if_range_ok = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v == etag);
-    match headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range_ok) {
-        Some(range) => match parse_range(range, total) {
-            RangeAnswer::Whole => Ok((StatusCode::OK, common, [content_type], bytes).into_response()),
-            RangeAnswer::Part(start, end) => {
-                let body = bytes.slice(start as usize..=end as usize);
-                let content_range =
-                    HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")).map_err(Error::internal)?;
-                Ok((StatusCode::PARTIAL_CONTENT, common, [content_type, (header::CONTENT_RANGE, content_range)], body)
-                    .into_response())
-            }
-            RangeAnswer::Unsatisfiable => {
-                let content_range = HeaderValue::from_str(&format!("bytes */{total}")).map_err(Error::internal)?;
-                let mut resp = Error::client(
-                    Refusal::RangeNotSatisfiable,
-                    "range_not_satisfiable",
-                    "the requested range is outside the image",
-                )
-                .into_response();
-                resp.headers_mut().insert(header::CONTENT_RANGE, content_range);
-                Ok(resp)
-            }
-        },
-        None => Ok((StatusCode::OK, common, [content_type], bytes).into_response()),
+    let answer = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range_ok) {
+        Some(range) => parse_range(range, total),
+        None => RangeAnswer::Whole,
+    };
+    let (status, range) = match answer {
+        RangeAnswer::Whole => (StatusCode::OK, None),
+        RangeAnswer::Part(start, end) => (StatusCode::PARTIAL_CONTENT, Some(start..end + 1)),
+        RangeAnswer::Unsatisfiable => {
+            let content_range = HeaderValue::from_str(&format!("bytes */{total}")).map_err(Error::internal)?;
+            let mut resp = Error::client(
+                Refusal::RangeNotSatisfiable,
+                "range_not_satisfiable",
+                "the requested range is outside the image",
+            )
+            .into_response();
+            resp.headers_mut().insert(header::CONTENT_RANGE, content_range);
+            return Ok(resp);
+        }
+    };
+    let read = opened.read(&app, range).await?.ok_or_else(|| Error::not_found("image"))?;
+    let length = HeaderValue::from(read.range.end - read.range.start);
+    let mut resp = (status, common, [content_type, (header::CONTENT_LENGTH, length)]).into_response();
+    if status == StatusCode::PARTIAL_CONTENT {
+        let (start, end, total) = (read.range.start, read.range.end.saturating_sub(1), read.total);
+        let content_range = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")).map_err(Error::internal)?;
+        resp.headers_mut().insert(header::CONTENT_RANGE, content_range);
     }
+    *resp.body_mut() = axum::body::Body::from_stream(read.body);
+    Ok(resp)
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -44,7 +44,7 @@ use crate::media::Format;
 use crate::media::variants::Size;
 use crate::secret;
 use crate::state::App;
-use crate::store::{Cond, Cursor, Query, Update};
+use crate::store::{Cond, Cursor, ObjectRead, Query, Update};
 use record::{LISTING_PARTITION, META, image_pk};
 
 /// Reads an image that is visible to the public (active).
@@ -119,6 +119,12 @@ impl Opened {
     /// Strong validator for HTTP caching: content never changes under one key.
     pub fn etag(&self) -> String {
         self.record.etag(self.variant.as_ref().map(|v| v.size))
+    }
+
+    /// Streams `range` of the bytes (end exclusive; all when `None`) from the object store, one
+    /// bounded chunk at a time; `None` when the object is gone (a delete raced the caller).
+    pub async fn read(&self, app: &App, range: Option<std::ops::Range<u64>>) -> Result<Option<ObjectRead>> {
+        Ok(app.objects.read(&self.key, range).await?)
     }
 
     /// The bytes, read from the object store; `None` when the object is gone (a delete raced

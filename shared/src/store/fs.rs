@@ -11,7 +11,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::rules::random_hex;
-use super::{ListObjects, Object, Objects, Queue, StoreError, StoreResult};
+use super::{ListObjects, Object, ObjectRead, Objects, Queue, READ_CHUNK, StoreError, StoreResult};
 
 /// The content type S3 reports for an object stored without one.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -148,17 +148,19 @@ impl FsObjects {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("read", data, e)),
         };
-        let content_type = match fs::read(meta) {
-            Ok(json) => {
-                serde_json::from_slice::<Meta>(&json)
-                    .map_err(|e| StoreError::backend(format!("corrupt sidecar {}: {e}", meta.display())))?
-                    .content_type
-            }
+        Ok(Some(Object { bytes: Bytes::from(bytes), content_type: self.content_type_of(meta)? }))
+    }
+
+    /// The content type recorded in an object's sidecar.
+    fn content_type_of(&self, meta: &Path) -> StoreResult<String> {
+        match fs::read(meta) {
+            Ok(json) => Ok(serde_json::from_slice::<Meta>(&json)
+                .map_err(|e| StoreError::backend(format!("corrupt sidecar {}: {e}", meta.display())))?
+                .content_type),
             // Files put under the root by hand have no sidecar; S3 would call them octet streams.
-            Err(e) if e.kind() == ErrorKind::NotFound => DEFAULT_CONTENT_TYPE.to_owned(),
-            Err(e) => return Err(io_err("read", meta, e)),
-        };
-        Ok(Some(Object { bytes: Bytes::from(bytes), content_type }))
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(DEFAULT_CONTENT_TYPE.to_owned()),
+            Err(e) => Err(io_err("read", meta, e)),
+        }
     }
 
     fn delete_blocking(&self, data: &Path, meta: &Path) -> StoreResult<()> {
@@ -274,6 +276,43 @@ impl Objects for FsObjects {
         let (data, meta) = self.paths(key)?;
         let this = self.clone();
         blocking(move || this.get_blocking(&data, &meta)).await
+    }
+
+    async fn read(&self, key: &str, range: Option<std::ops::Range<u64>>) -> StoreResult<Option<ObjectRead>> {
+        use std::io::SeekFrom;
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let (data, meta) = self.paths(key)?;
+        let this = self.clone();
+        // The file is opened under the read lock, so it is never a half-replaced one; once open,
+        // a later replacement or delete does not change what this handle reads.
+        let opened = blocking(move || {
+            let _guard = this.read_lock();
+            let file = match File::open(&data) {
+                Ok(f) => f,
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => return Ok(None),
+                Err(e) => return Err(io_err("open", &data, e)),
+            };
+            let total = file.metadata().map_err(|e| io_err("stat", &data, e))?.len();
+            Ok(Some((file, total, this.content_type_of(&meta)?)))
+        })
+        .await?;
+        let Some((file, total, content_type)) = opened else { return Ok(None) };
+        let range = super::clamp_range(range, total);
+        let mut file = tokio::fs::File::from_std(file);
+        file.seek(SeekFrom::Start(range.start)).await.map_err(StoreError::backend)?;
+        let body = futures::stream::try_unfold((file, range.end - range.start), |(mut file, left)| async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let mut chunk = vec![0; left.min(READ_CHUNK as u64) as usize];
+            let n = file.read(&mut chunk).await.map_err(StoreError::backend)?;
+            if n == 0 {
+                return Err(StoreError::backend("the file ended before its length"));
+            }
+            chunk.truncate(n);
+            Ok(Some((Bytes::from(chunk), (file, left - n as u64))))
+        });
+        Ok(Some(ObjectRead { total, content_type, range, body: Box::pin(body) }))
     }
 
     async fn exists(&self, key: &str) -> StoreResult<bool> {

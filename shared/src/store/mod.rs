@@ -69,6 +69,38 @@ pub struct Object {
     pub content_type: String,
 }
 
+/// The most bytes one chunk of a streamed read holds: what a slow client can keep in memory.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// A part of an object being read: the chunks of the range asked for, at most [`READ_CHUNK`]
+/// bytes each for the embedded family (S3's network chunks are of the same order), read only
+/// as the consumer asks for them.
+pub struct ObjectRead {
+    /// The length of the whole object.
+    pub total: u64,
+    pub content_type: String,
+    /// The byte range being read, end exclusive, clamped to the object.
+    pub range: std::ops::Range<u64>,
+    pub body: futures::stream::BoxStream<'static, StoreResult<Bytes>>,
+}
+
+impl std::fmt::Debug for ObjectRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ObjectRead {{ total: {}, content_type: {}, range: {:?} }}",
+            self.total, self.content_type, self.range
+        )
+    }
+}
+
+/// Clamps an asked range to an object of `total` bytes (the whole object when none is asked).
+pub fn clamp_range(range: Option<std::ops::Range<u64>>, total: u64) -> std::ops::Range<u64> {
+    let r = range.unwrap_or(0..total);
+    let end = r.end.min(total);
+    r.start.min(end)..end
+}
+
 /// Blob storage addressed by key, like an S3 bucket.
 ///
 /// imghost never writes different content under a key it wrote before (keys carry random
@@ -80,6 +112,10 @@ pub trait Objects: Send + Sync {
     async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> StoreResult<()>;
     /// Returns the object, or `None` when there is none under `key`.
     async fn get(&self, key: &str) -> StoreResult<Option<Object>>;
+    /// Reads `range` of the object (end exclusive; the whole object when `None`), streamed in
+    /// chunks, so that serving a large object holds one chunk at a time; `None` when there is
+    /// no object under `key`.
+    async fn read(&self, key: &str, range: Option<std::ops::Range<u64>>) -> StoreResult<Option<ObjectRead>>;
     /// Whether an object exists under `key`.
     async fn exists(&self, key: &str) -> StoreResult<bool>;
     /// Removes the object; removing a missing object is not an error (as in S3).

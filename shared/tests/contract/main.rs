@@ -171,6 +171,7 @@ contract! {
         object_overwrite_replaces_bytes_and_type,
         object_missing,
         object_empty,
+        object_ranges_are_read_in_bounded_chunks,
     },
     listing => objects::{listing_of_an_empty_store_is_empty, listing_pages_follow_byte_order},
     queue => queue::{

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::sdk_err;
-use crate::store::{ListObjects, Object, Objects, StoreResult};
+use crate::store::{ListObjects, Object, ObjectRead, Objects, StoreResult};
 
 /// Cache-Control stored with every object: keys are never reused for other content.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -56,6 +56,49 @@ impl Objects for S3Objects {
         let content_type = out.content_type().unwrap_or("application/octet-stream").to_owned();
         let bytes = out.body.collect().await.map_err(|e| sdk_err("s3 GetObject body", e))?.into_bytes();
         Ok(Some(Object { bytes, content_type }))
+    }
+
+    async fn read(&self, key: &str, range: Option<std::ops::Range<u64>>) -> StoreResult<Option<ObjectRead>> {
+        let mut request = self.client.get_object().bucket(&self.bucket).key(key);
+        // An empty range has no HTTP spelling; it is read as the whole object and clamped below.
+        if let Some(r) = range.as_ref().filter(|r| r.end > r.start) {
+            request = request.range(format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            // A range starting past the end: the object exists, and nothing of it is asked for.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                let head = self.client.head_object().bucket(&self.bucket).key(key).send().await;
+                let head = head.map_err(|e| sdk_err("s3 HeadObject", e))?;
+                let total = head.content_length().unwrap_or(0).max(0) as u64;
+                let content_type = head.content_type().unwrap_or("application/octet-stream").to_owned();
+                let body = Box::pin(futures::stream::empty());
+                return Ok(Some(ObjectRead { total, content_type, range: total..total, body }));
+            }
+            Err(e) => return Err(sdk_err("s3 GetObject", e)),
+        };
+        let content_type = out.content_type().unwrap_or("application/octet-stream").to_owned();
+        let length = out.content_length().unwrap_or(0).max(0) as u64;
+        // `Content-Range: bytes a-b/total` on a ranged answer; the length is the total otherwise.
+        let total =
+            out.content_range().and_then(|c| c.rsplit_once('/')).and_then(|(_, t)| t.parse().ok()).unwrap_or(length);
+        let range = crate::store::clamp_range(range, total);
+        // The whole object was sent for an empty range: read none of it.
+        let take = if range.is_empty() { 0 } else { length };
+        let body = futures::stream::try_unfold((out.body, take), |(mut body, left)| async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            match body.try_next().await.map_err(|e| sdk_err("s3 GetObject body", e))? {
+                Some(chunk) => {
+                    let n = (chunk.len() as u64).min(left);
+                    Ok(Some((chunk.slice(..n as usize), (body, left - n))))
+                }
+                None => Ok(None),
+            }
+        });
+        Ok(Some(ObjectRead { total, content_type, range, body: Box::pin(body) }))
     }
 
     async fn exists(&self, key: &str) -> StoreResult<bool> {
