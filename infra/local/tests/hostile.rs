@@ -13,9 +13,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -24,6 +21,7 @@ use bytes::Bytes;
 use common::files::{
     LsbBits, adler32, gif_image_descriptor, gif_screen, jpeg_segment, png_chunk, png_file, png_ihdr, sub_blocks,
 };
+use common::process::{Memory, Process, memory};
 use futures::future::{BoxFuture, join_all};
 use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
@@ -392,77 +390,24 @@ fn the_generated_files_decode_as_intended() {
 // The server process and its memory
 // ---------------------------------------------------------------------------------------------
 
-/// The `imghost` binary serving a fresh data directory on a loopback port; killed and reaped
-/// when dropped, also when a test fails midway.
+/// The `imghost` binary (see [`Process`]) with the clients the load uses.
 struct Server {
-    child: Child,
-    base: String,
+    process: Process,
     client: reqwest::Client,
     /// For bodies over the limit: they are refused before they are read to the end, and the
     /// connection that carried one is not used again.
     unpooled: reqwest::Client,
-    log: PathBuf,
-    _stdout: Option<BufReader<ChildStdout>>,
-    _dirs: [tempfile::TempDir; 2],
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
     fn start() -> Server {
-        let (data, logs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let log = logs.path().join("imghost.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_imghost"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-            .arg(data.path())
-            .env("IMGHOST_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
         let unpooled = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-        let mut server =
-            Server { child, base: String::new(), client, unpooled, log, _stdout: None, _dirs: [data, logs] };
-        // The listening line is read on another thread, so that a server that never prints it
-        // fails the test instead of hanging it.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut out = BufReader::new(stdout);
-            let mut printed = String::new();
-            loop {
-                let mut line = String::new();
-                if out.read_line(&mut line).unwrap_or(0) == 0 {
-                    let _ = tx.send(Err(printed));
-                    return;
-                }
-                if let Some(base) = line.trim().strip_prefix("imghost listening on ") {
-                    let _ = tx.send(Ok((base.to_owned(), out)));
-                    return;
-                }
-                printed.push_str(&line);
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Ok((base, out))) => {
-                server.base = base;
-                server._stdout = Some(out);
-                server
-            }
-            Ok(Err(printed)) => panic!("the server exited early, printing {printed:?}; log:\n{}", server.log_tail()),
-            Err(e) => panic!("the server did not say where it listens ({e}); log:\n{}", server.log_tail()),
-        }
+        Server { process: Process::start(ADMIN_TOKEN), client, unpooled }
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     fn running(&self) -> bool {
@@ -470,13 +415,11 @@ impl Server {
     }
 
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        self.process.log_tail()
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.process.url(path)
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -653,22 +596,6 @@ fn tally(inputs: &[Input], outcomes: &[Outcome]) -> Vec<String> {
         *counts.entry((o.input, format!("{what}: {} {code}", o.status))).or_default() += 1;
     }
     counts.into_iter().map(|((i, what), n)| format!("{} {what} ×{n}", inputs[i].name)).collect()
-}
-
-/// Resident memory now and at its peak, in bytes.
-#[derive(Debug, Clone, Copy)]
-struct Memory {
-    rss: u64,
-    hwm: u64,
-}
-
-fn memory(pid: u32) -> Option<Memory> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find_map(|l| l.strip_prefix(name))?;
-        Some(line.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()? * 1024)
-    };
-    Some(Memory { rss: field("VmRSS:")?, hwm: field("VmHWM:")? })
 }
 
 /// Reads a process's memory every 50 ms on a thread of its own until finished.

@@ -12,6 +12,7 @@ use serde_json::Value;
 pub mod files;
 #[path = "../../../../shared/tests/support/origin.rs"]
 pub mod origin;
+pub mod process;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789abcdef";
 
