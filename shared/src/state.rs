@@ -56,7 +56,63 @@ pub struct AppInner {
     pub imports: Option<Arc<dyn Queue>>,
     /// The queue of keep-alive load messages; `None` where keep-alive is not wired.
     pub keepalive: Option<Arc<dyn Queue>>,
+    /// Records kept in memory between requests; `None` where other processes write too.
+    pub records: Option<RecordCache>,
 }
+
+/// A bounded in-memory cache of records that no longer change (an image whose variants are
+/// settled), shared by the requests of one process. Only a process that is the only writer
+/// may have one, since it must drop what it deletes: the local runner does, Lambdas (many
+/// processes) do not. At most `capacity` entries, so its memory is bounded; when full, an
+/// arbitrary entry makes room.
+pub struct RecordCache {
+    capacity: usize,
+    map: std::sync::Mutex<std::collections::HashMap<String, Arc<dyn std::any::Any + Send + Sync>>>,
+}
+
+impl RecordCache {
+    pub fn new(capacity: usize) -> Self {
+        RecordCache { capacity: capacity.max(1), map: Default::default() }
+    }
+
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<dyn std::any::Any + Send + Sync>>> {
+        // A panic while holding the lock leaves a map that is still a valid cache.
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The record under `key`, if it is cached and of type `T`.
+    pub fn get<T: std::any::Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
+        self.map().get(key).cloned().and_then(|v| v.downcast::<T>().ok())
+    }
+
+    pub fn put<T: std::any::Any + Send + Sync>(&self, key: &str, value: Arc<T>) {
+        let mut map = self.map();
+        if map.len() >= self.capacity && !map.contains_key(key) {
+            let evicted = map.keys().next().cloned();
+            if let Some(k) = evicted {
+                map.remove(&k);
+            }
+        }
+        map.insert(key.to_owned(), value);
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.map().remove(key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How many records the local runner keeps in memory (about 1 KiB each).
+pub const LOCAL_RECORD_CACHE: usize = 4096;
 
 /// Where handed-out forms post to.
 #[derive(Clone)]
@@ -104,6 +160,7 @@ impl App {
             uploads: UploadTarget::Local,
             imports: None,
             keepalive: None,
+            records: None,
         })
     }
 
@@ -151,6 +208,13 @@ impl AppBuilder {
 
     pub fn keepalive(mut self, queue: Arc<dyn Queue>) -> Self {
         self.0.keepalive = Some(queue);
+        self
+    }
+
+    /// Keeps up to `capacity` settled records in memory; only for a process that is the only
+    /// writer of its storage (see [`RecordCache`]).
+    pub fn record_cache(mut self, capacity: usize) -> Self {
+        self.0.records = Some(RecordCache::new(capacity));
         self
     }
 
@@ -221,9 +285,11 @@ impl LocalStorage {
 
     /// An `App` over this storage, with its queues wired as the local runner wires them.
     pub fn app(&self) -> AppBuilder {
+        // One server per data directory (its lock) makes this process the only writer.
         App::builder(self.table.clone(), self.objects.clone())
             .imports(self.imports.clone())
             .keepalive(self.keepalive.clone())
+            .record_cache(LOCAL_RECORD_CACHE)
     }
 
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {

@@ -111,3 +111,35 @@ async fn many_clients_of_a_large_original_hold_one_chunk_each() {
     let whole = client.get(&link).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(whole.len() as u64, size);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_image_is_not_served_from_the_record_cache() {
+    // Given an image served (and so cached) with its variants made,
+    let server = common::Server::start().await;
+    let bytes = std::fs::read(common::photos_dir().join("cameras/Canon_40D.jpg")).unwrap();
+    let (_, created) = server.upload_raw(bytes, "image/jpeg").await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    server.wait_for_variants(&id, Duration::from_secs(60)).await;
+    let paths = [format!("/i/{id}.jpg"), format!("/i/{id}?size=small"), format!("/i/{id}?size=large")];
+    let mut etags = Vec::new();
+    for path in &paths {
+        for _ in 0..2 {
+            let resp = server.client.get(server.url(path)).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            etags.push(resp.headers()["etag"].to_str().unwrap().to_owned());
+        }
+    }
+
+    // when it is deleted with its token,
+    let token = created["delete_token"].as_str().unwrap();
+    let resp = server.client.delete(server.url(&format!("/v1/images/{id}"))).header("x-delete-token", token);
+    assert_eq!(resp.send().await.unwrap().status(), 204);
+
+    // then none of its addresses answers any more, not even a revalidation with its old tag.
+    for (path, etag) in paths.iter().zip(etags.iter().step_by(2)) {
+        let resp = server.client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+        let resp = server.client.get(server.url(path)).header("if-none-match", etag).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path} revalidated");
+    }
+}

@@ -134,15 +134,38 @@ impl Opened {
     }
 }
 
-/// Opens an active image for serving at `size` (`None` for the original).
+/// Opens an active image for serving at `size` (`None` for the original). Where the process
+/// keeps records in memory, an image whose variants are settled is read from there: nothing
+/// about it changes until it is deleted, which drops it ([`forget`]).
 pub async fn open(app: &App, id: &str, size: Option<Size>) -> Result<Opened> {
-    let record = get_active(app, id).await?;
+    let cache = app.records.as_ref();
+    let record = match cache.and_then(|c| c.get::<ImageRecord>(&cache_key(id))) {
+        Some(record) => (*record).clone(),
+        None => {
+            let record = get_active(app, id).await?;
+            if let Some(c) = cache.filter(|_| record.variants != VariantsStatus::Pending) {
+                c.put(&cache_key(id), std::sync::Arc::new(record.clone()));
+            }
+            record
+        }
+    };
     let variant = size.and_then(|s| record.variant(s)).cloned();
     let key = match &variant {
         Some(v) => variant_key(&record.id, v.size, v.format),
         None => record.original_key(),
     };
     Ok(Opened { record, variant, key })
+}
+
+fn cache_key(id: &str) -> String {
+    format!("image:{id}")
+}
+
+/// Drops an image from the process's record cache (it is being deleted).
+fn forget(app: &App, id: &str) {
+    if let Some(c) = &app.records {
+        c.remove(&cache_key(id));
+    }
 }
 
 /// The stored original of an image, or `None` when it is gone (a delete raced the caller).

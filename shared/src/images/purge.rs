@@ -176,6 +176,9 @@ pub(super) async fn purge(app: &App, record: &ImageRecord, guard: Option<Cond>) 
     if !marked {
         return Err(Error::client(Refusal::Unavailable, "busy", "the image is being changed concurrently; try again"));
     }
+    // Marked: no new reader can open it, so what is cached goes now, and again once the objects
+    // are gone, in case a request opened it in between.
+    super::forget(app, &record.id);
     clear_hash(app, &record.hash, &record.id).await?;
     app.objects.delete(&record.original_key()).await?;
     // Every key a variant can have, so variants made after the record was read go too.
@@ -198,6 +201,7 @@ pub(super) async fn purge(app: &App, record: &ImageRecord, guard: Option<Cond>) 
         }
     }
     app.table.delete(&pk, META, None).await?;
+    super::forget(app, &record.id);
     info!(image_id = %record.id, "image deleted");
     Ok(())
 }
