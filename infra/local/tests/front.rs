@@ -357,9 +357,10 @@ async fn a_head_trickled_past_the_timeout_gets_408() {
     // Given a client that keeps sending one byte of a header every 20 ms,
     let timeout = Duration::from_millis(300);
     let server = Server::start_with_limits(Limits { header_timeout: timeout, ..Limits::default() }).await;
+    // The server's clock starts when it accepts the connection, so the test's starts before.
+    let started = Instant::now();
     let client = Raw::connect(&server).await;
     let (mut reader, mut writer) = client.stream.into_split();
-    let started = Instant::now();
     let trickle = tokio::spawn(async move {
         let _ = writer.write_all(b"GET / HTTP/1.1\r\nx-slow: ").await;
         while writer.write_all(b"z").await.is_ok() && started.elapsed() < PATIENCE {
