@@ -443,3 +443,37 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     second.send(GOOD).await;
     assert_eq!(second.response().await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_connections_are_closed_while_other_clients_are_served() {
+    // Given two hundred connections that each send half a request head and then nothing,
+    let timeout = Duration::from_millis(500);
+    let server = Server::start_with_limits(Limits { header_timeout: timeout, ..Limits::default() }).await;
+    let started = Instant::now();
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        let mut client = Raw::connect(&server).await;
+        client.send(b"GET /v1/sharex.sxcu HTTP/1.1\r\nhost: t\r\n").await;
+        stalled.push(client);
+    }
+
+    // when other clients come meanwhile, then each is served at once,
+    let mut served = 0;
+    while started.elapsed() < timeout / 2 {
+        let mut client = Raw::connect(&server).await;
+        client.send(GOOD).await;
+        assert_eq!(client.response().await.status, 200);
+        served += 1;
+    }
+    assert!(served > 0);
+
+    // and every stalled connection is answered 408 and closed once its head timeout passes.
+    let closed = futures::future::join_all(stalled.iter_mut().map(|client| async move {
+        let answer = tokio::time::timeout(PATIENCE, client.response()).await.expect("answered in time");
+        answer.assert_error(408, "request_timeout");
+        client.assert_closed().await;
+    }));
+    closed.await;
+    let waited = started.elapsed();
+    assert!(waited >= timeout && waited < PATIENCE, "closed after {waited:?}");
+}
