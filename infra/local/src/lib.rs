@@ -133,6 +133,7 @@ impl Local {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Running {
         let (stop, stop_rx) = watch::channel(false);
+        let (swept_tx, swept) = watch::channel(false);
         let app = &self.app;
         let workers = vec![
             tokio::spawn(consume(self.storage.object_events.clone(), OBJECT_EVENTS, stop_rx.clone(), {
@@ -156,10 +157,10 @@ impl Local {
                     async move { workers::keepalive::handle(&app, &*transport, &body, receives).await }
                 }
             })),
-            tokio::spawn(run_keepalive_sweep(app.clone(), stop_rx)),
+            tokio::spawn(run_keepalive_sweep(app.clone(), stop_rx, swept_tx)),
         ];
         let front = tokio::spawn(front::serve(listener, self.router(), opts.limits.clone(), shutdown));
-        Running { stop, workers, front }
+        Running { stop, workers, front, swept }
     }
 }
 
@@ -168,9 +169,18 @@ pub struct Running {
     stop: watch::Sender<bool>,
     workers: Vec<tokio::task::JoinHandle<()>>,
     front: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Turns true once the keep-alive sweep made at start has finished.
+    swept: watch::Receiver<bool>,
 }
 
 impl Running {
+    /// Waits until the keep-alive sweep made at start has finished, so that what is stored
+    /// afterwards waits for the next sweep (tests that time loads depend on it).
+    pub async fn first_sweep_done(&self) {
+        let mut swept = self.swept.clone();
+        let _ = swept.wait_for(|done| *done).await;
+    }
+
     /// Waits until the front door has stopped (its shutdown completed and requests in flight
     /// finished), then stops the workers after their current message.
     pub async fn wait(mut self) -> Result<(), BoxError> {
@@ -214,8 +224,9 @@ pub const KEEPALIVE_LOADS: Lane = Lane { batch: 4, concurrency: 4, visibility: D
 /// How often the local sweep runs, as the hourly schedule does in AWS.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
-/// Runs the keep-alive sweep at start and then every [`SWEEP_EVERY`] until `stop` turns true.
-async fn run_keepalive_sweep(app: App, mut stop: watch::Receiver<bool>) {
+/// Runs the keep-alive sweep at start and then every [`SWEEP_EVERY`] until `stop` turns true,
+/// saying on `swept` when the first one is done.
+async fn run_keepalive_sweep(app: App, mut stop: watch::Receiver<bool>, swept: watch::Sender<bool>) {
     loop {
         if *stop.borrow() {
             return;
@@ -223,6 +234,7 @@ async fn run_keepalive_sweep(app: App, mut stop: watch::Receiver<bool>) {
         if let Err(e) = workers::keepalive::run_sweep(&app).await {
             warn!(error = %e, "keep-alive sweep failed; the next one picks up its work");
         }
+        swept.send_replace(true);
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
             _ = stop.changed() => {}

@@ -69,6 +69,8 @@ impl Server {
         // The same front door and workers `imghost serve` runs, so that tests see what clients
         // see; it serves until the test drops the server.
         let running = local.spawn(listener, &opts, std::future::pending());
+        // What a test stores is then due for the hourly sweep only, never for the one at start.
+        running.first_sweep_done().await;
         Server { base, client: reqwest::Client::new(), running, data }
     }
 
