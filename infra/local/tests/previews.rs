@@ -102,8 +102,9 @@ async fn pages_and_oembed_of_images_that_are_not_there_answer_404_without_a_prev
     // when their pages are fetched,
     for path in [format!("/v/{id}"), "/v/AbCdEf12".to_owned(), "/v/not-an-id".to_owned()] {
         let (status, html) = page(&server, &path).await;
-        // then each is a 404 page with no preview at all.
+        // then each is a 404 page (the page, whose script says what is wrong) with no preview.
         assert_eq!(status, 404, "{path}");
+        assert!(html.starts_with("<!doctype html>") && html.contains("/assets/view.js"), "{path}: {html}");
         assert!(!html.contains("og:") && !html.contains("twitter:") && !html.contains("oembed"), "{path}: {html}");
     }
 

@@ -96,12 +96,14 @@ pub fn finish<S: Clone + Send + Sync + 'static>(router: axum::Router<S>) -> axum
 
 async fn json_errors(response: Response) -> Response {
     let status = response.status();
-    let is_json = response
+    // JSON is already the error shape; HTML is one of our own pages (an unknown image's page
+    // answers 404 as a page). Axum's rejections are plain text.
+    let is_ours = response
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_ours {
         return response;
     }
     let (parts, body) = response.into_parts();
