@@ -3,7 +3,11 @@
 //! ARCHITECTURE.md lists, so that a newcomer can read each layer knowing only the ones beneath.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+#[path = "support/source.rs"]
+mod source;
+use source::{rust_files, src_dir};
 
 /// The layers, bottom first. A module may use modules of its own layer or of layers beneath it;
 /// within a layer, the graph must still be acyclic.
@@ -13,21 +17,6 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("domain", &["images", "uploads", "links", "stats", "imports", "keepalive", "accounts", "memes"]),
     ("entry points", &["http", "workers", "fuzzing"]),
 ];
-
-fn src_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
 
 /// The top-level module a source file belongs to (`http/images.rs` belongs to `http`), or
 /// `None` for the crate root.

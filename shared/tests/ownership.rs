@@ -4,7 +4,9 @@
 //! build keys are private to it, and the entry points (HTTP handlers, workers) never touch
 //! storage or item fields at all.
 
-use std::path::{Path, PathBuf};
+#[path = "support/source.rs"]
+mod source;
+use source::{rust_files, src_dir};
 
 /// Each key literal (a partition or sort key prefix, or an index partition) and the file or
 /// folder of the module that owns the items it names (see ARCHITECTURE.md's table).
@@ -42,25 +44,11 @@ const ENTRY_POINTS: &[&str] = &["http/", "workers/", "fuzzing.rs"];
 const STORAGE_TOUCHES: &[&str] =
     &[".table.", ".objects.", "Item::", "Update::", "Cond::", "TxOp", ".str(\"", ".num(\"", ".bool(\""];
 
-fn src_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
-}
-
 /// Every source file as (path relative to `src/`, code without comments and without its test
 /// module, which by convention ends the file).
 fn sources() -> Vec<(String, String)> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
     let mut files = Vec::new();
-    walk(&src_dir(), &mut files);
+    rust_files(&src_dir(), &mut files);
     files
         .into_iter()
         .map(|path| {
