@@ -22,9 +22,6 @@ pub struct Config {
     /// A trusted proxy in front sets `X-Forwarded-Host` and `X-Forwarded-Proto`
     /// (`IMGHOST_TRUST_PROXY=1`). Off by default: a client can send those headers too.
     pub trust_proxy: bool,
-    /// Base URL of the CDN in front of the bucket. When set, `/i/...` redirects there instead of
-    /// answering with the bytes.
-    pub cdn_url: Option<String>,
     /// Name of the SSM SecureString parameter holding the admin token (AWS).
     pub admin_token_param: Option<String>,
     /// The admin token itself (local mode only; never set in the template).
@@ -42,7 +39,6 @@ impl std::fmt::Debug for Config {
             .field("storage", &self.storage)
             .field("public_url", &self.public_url)
             .field("trust_proxy", &self.trust_proxy)
-            .field("cdn_url", &self.cdn_url)
             .field("admin_token_param", &self.admin_token_param)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("import_queue_url", &self.import_queue_url)
@@ -58,7 +54,7 @@ pub struct ConfigError(pub String);
 impl Config {
     /// Reads `IMGHOST_*` variables:
     /// `IMGHOST_STORAGE` (`local`, the default, or `aws`), `IMGHOST_DATA_DIR` (default `./data`),
-    /// `IMGHOST_BUCKET`, `IMGHOST_TABLE`, `IMGHOST_PUBLIC_URL`, `IMGHOST_CDN_URL`,
+    /// `IMGHOST_BUCKET`, `IMGHOST_TABLE`, `IMGHOST_PUBLIC_URL`,
     /// `IMGHOST_ADMIN_TOKEN_PARAM`, `IMGHOST_ADMIN_TOKEN`, `IMGHOST_IMPORT_QUEUE_URL`,
     /// `IMGHOST_KEEPALIVE_QUEUE_URL`, `IMGHOST_TRUST_PROXY`; with AWS storage also `AWS_REGION`
     /// (or `AWS_DEFAULT_REGION`) and `AWS_ENDPOINT_URL`.
@@ -86,7 +82,6 @@ impl Config {
             storage,
             public_url: url("IMGHOST_PUBLIC_URL"),
             trust_proxy: matches!(get("IMGHOST_TRUST_PROXY").as_deref(), Some("1" | "true")),
-            cdn_url: url("IMGHOST_CDN_URL"),
             admin_token_param: get("IMGHOST_ADMIN_TOKEN_PARAM"),
             admin_token: get("IMGHOST_ADMIN_TOKEN"),
             import_queue_url: get("IMGHOST_IMPORT_QUEUE_URL"),
@@ -118,12 +113,12 @@ mod tests {
             "IMGHOST_STORAGE" => Some("aws".to_owned()),
             "IMGHOST_BUCKET" => Some("b".to_owned()),
             "IMGHOST_TABLE" => Some("t".to_owned()),
-            "IMGHOST_CDN_URL" => Some("https://cdn.example/".to_owned()),
+            "IMGHOST_PUBLIC_URL" => Some("https://img.example/".to_owned()),
             _ => None,
         };
         let c = Config::from_lookup(env).unwrap();
         assert_eq!(c.storage, Storage::Aws { bucket: "b".into(), table: "t".into(), region: None, endpoint: None });
-        assert_eq!(c.cdn_url.as_deref(), Some("https://cdn.example"));
+        assert_eq!(c.public_url.as_deref(), Some("https://img.example"), "a trailing slash is trimmed");
     }
 
     #[test]

@@ -29,19 +29,9 @@ pub const KEEPALIVE_QUEUE: &str = "keepalive";
 /// Receives after which a local message is moved aside as dead, like an SQS redrive policy.
 pub const LOCAL_MAX_RECEIVES: u32 = 5;
 
-/// How `/i/...` answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Serving {
-    /// Answer with the bytes (local mode).
-    Bytes,
-    /// Redirect to `<base>/<object key>` (a CDN in front of the bucket).
-    Redirect { base: String },
-}
-
 pub struct AppInner {
     pub table: Arc<dyn Table>,
     pub objects: Arc<dyn Objects>,
-    pub serving: Serving,
     /// The base of every link the API hands out. When `None`, links are built from the
     /// request: see `http::base_url`.
     pub public_url: Option<String>,
@@ -147,13 +137,12 @@ impl std::ops::Deref for App {
 
 impl App {
     /// The one way to assemble an `App`: the storage it cannot do without, then whatever a
-    /// caller wires beyond the defaults (bytes served directly, links built from the request,
+    /// caller wires beyond the defaults (links built from the request,
     /// no admin, forms posted to the local endpoint, no queues).
     pub fn builder(table: Arc<dyn Table>, objects: Arc<dyn Objects>) -> AppBuilder {
         AppBuilder(AppInner {
             table,
             objects,
-            serving: Serving::Bytes,
             public_url: None,
             trust_proxy: false,
             admin: AdminSecret::Disabled,
@@ -176,11 +165,6 @@ impl App {
 pub struct AppBuilder(AppInner);
 
 impl AppBuilder {
-    pub fn serving(mut self, serving: Serving) -> Self {
-        self.0.serving = serving;
-        self
-    }
-
     pub fn public_url(mut self, url: Option<String>) -> Self {
         self.0.public_url = url;
         self
@@ -320,7 +304,6 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
             let local = LocalStorage::open(data_dir)?;
             Ok(local
                 .app()
-                .serving(serving(cfg))
                 .public_url(cfg.public_url.clone())
                 .trust_proxy(cfg.trust_proxy)
                 .admin(AdminSecret::from_token(cfg.admin_token.as_deref()))
@@ -359,7 +342,6 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 Arc::new(DynamoTable::new(dynamo, table.clone())),
                 Arc::new(S3Objects::new(s3, bucket.clone())),
             )
-            .serving(serving(cfg))
             .public_url(cfg.public_url.clone())
             .trust_proxy(cfg.trust_proxy)
             .admin(admin)
@@ -372,13 +354,5 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
             }
             Ok(app.build())
         }
-    }
-}
-
-#[cfg(any(feature = "aws", feature = "embedded"))]
-fn serving(cfg: &Config) -> Serving {
-    match &cfg.cdn_url {
-        Some(base) => Serving::Redirect { base: base.clone() },
-        None => Serving::Bytes,
     }
 }

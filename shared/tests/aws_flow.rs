@@ -9,7 +9,7 @@ mod support;
 use std::sync::Arc;
 
 use imghost::images::{self, VariantsStatus};
-use imghost::state::{App, Serving, UploadTarget};
+use imghost::state::{App, UploadTarget};
 use imghost::store::aws::{DynamoTable, S3Objects, SqsQueue, provision};
 use imghost::{secret, workers};
 
@@ -31,7 +31,6 @@ async fn aws_app() -> (App, String) {
     provision::ensure_table(&dynamo, &table).await.unwrap();
     let imports = provision::ensure_queue(&moto.sqs(), &support::unique("imports")).await.unwrap();
     let app = App::builder(Arc::new(DynamoTable::new(dynamo, table)), Arc::new(S3Objects::new(s3, bucket.clone())))
-        .serving(Serving::Redirect { base: "https://cdn.example".into() })
         .public_url(Some("https://img.example".into()))
         .uploads(UploadTarget::S3 {
             bucket: bucket.clone(),
@@ -66,7 +65,7 @@ async fn upload_dedupe_variants_and_delete_on_s3_and_dynamodb() {
     assert_eq!(record.variants, VariantsStatus::Ready);
     let small = record.variant(imghost::media::variants::Size::Small).unwrap();
     assert_eq!((small.width, small.height), (240, 320));
-    let key = images::variant_key(&record.id, small.size, small.format);
+    let key = record.variant_key(small.size, small.format);
     assert!(app.objects.exists(&key).await.unwrap());
     // Objects are stored for the CDN to cache for good, with the right type.
     let head = support::moto().s3().head_object().bucket(&bucket).key(&key).send().await.unwrap();

@@ -66,11 +66,18 @@ fn declared_routes(module: &str) -> BTreeSet<(String, String)> {
 }
 
 /// Routes a router has on purpose without a template route, and why.
-const LOCAL_ONLY_ROUTES: [(&str, &str, &str); 1] = [(
-    "POST",
-    "/v1/uploads/{upload_id}",
-    "the local stand-in for the bucket's form endpoint; in AWS the form posts to S3 and this answers 404",
-)];
+const LOCAL_ONLY_ROUTES: [(&str, &str, &str); 2] = [
+    (
+        "POST",
+        "/v1/uploads/{upload_id}",
+        "the local stand-in for the bucket's form endpoint; in AWS the form posts to S3 and this answers 404",
+    ),
+    (
+        "GET",
+        "/i/{file}",
+        "in AWS the distribution serves images from the bucket (cdn/images.js, checked by tests/cdn.rs)",
+    ),
+];
 
 async fn router_for(module: &str, app: imghost::App) -> axum::Router {
     use imghost::http;
@@ -191,10 +198,10 @@ const NEEDS: &[Needs] = &[
         variables: &["IMGHOST_ADMIN_TOKEN_PARAM"],
         calls: &[("s3:PutObject", "object:originals/"), ("s3:PutObject", "object:incoming/")],
     },
-    // Deleting an image removes its original and variants; `/i/` answers with a CDN redirect.
+    // Deleting an image removes its original and variants; the distribution serves `/i/`.
     Needs {
         binary: "images",
-        variables: &["IMGHOST_ADMIN_TOKEN_PARAM", "IMGHOST_CDN_URL"],
+        variables: &["IMGHOST_ADMIN_TOKEN_PARAM"],
         calls: &[("s3:DeleteObject", "object:originals/"), ("s3:DeleteObject", "object:variants/")],
     },
     // Ingest of incoming/ (read, then delete), originals read for variants and written by ingest,
@@ -360,7 +367,7 @@ fn variable_problems(facts: &BTreeMap<String, Value>) -> Vec<String> {
     // documented as local-only.
     let config = std::fs::read_to_string(root().join("shared/src/config.rs")).unwrap();
     let read: BTreeSet<&str> = config.split('"').filter(|s| s.starts_with("IMGHOST_") && !s.contains(' ')).collect();
-    let local_only = ["IMGHOST_DATA_DIR", "IMGHOST_ADMIN_TOKEN", "IMGHOST_TRUST_PROXY"];
+    let local_only = ["IMGHOST_DATA_DIR", "IMGHOST_ADMIN_TOKEN"];
     let set: BTreeSet<String> =
         facts.values().flat_map(|f| f["environment"].as_object().unwrap().keys().cloned()).collect();
     for variable in read {

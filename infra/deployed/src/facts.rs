@@ -20,6 +20,33 @@ pub fn workspace_root() -> PathBuf {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Facts {
     pub functions: BTreeMap<String, FunctionFacts>,
+    pub cdn: CdnFacts,
+}
+
+/// The distribution, as far as the harness serves images through it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CdnFacts {
+    /// By origin id.
+    pub origins: BTreeMap<String, Origin>,
+    /// In the order CloudFront matches them; the default last, with the pattern `*`.
+    pub behaviours: Vec<Behaviour>,
+}
+
+/// One origin of the distribution.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Origin {
+    /// `s3` or `custom`.
+    pub kind: String,
+    /// The origin path, prefixed to every request path sent to it.
+    pub path: String,
+}
+
+/// One cache behaviour of the distribution.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Behaviour {
+    pub pattern: String,
+    /// The origin id requests go to unless its function selects others.
+    pub target: String,
 }
 
 /// One function as the template defines it, intrinsics resolved.

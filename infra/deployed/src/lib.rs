@@ -62,6 +62,12 @@
 //!    template:** moto matches actions case-sensitively and turns `*` into a regular expression
 //!    without escaping the rest of the pattern.
 //!
+//! The distribution is played too, for images only ([`edge`]): its CloudFront Function,
+//! `cdn/images.js`, runs under Node and picks the bucket origins and path, and the harness reads
+//! the keys that names, failing over as the origin group does. API requests are sent to the
+//! functions as API Gateway would, with the `X-Forwarded-Host` that `cdn/api.js` sets where a
+//! test says the request came through the distribution.
+//!
 //! Enforcement is switched with moto's `POST /moto-api/reset-auth` (`inf`: nothing checked,
 //! `0`: everything checked). The stack is made with it off, then it is on for good, except in
 //! the short windows where the harness makes a user for a changed policy or hands a checked form
@@ -79,6 +85,7 @@
 #[path = "../../../shared/tests/support/mod.rs"]
 pub mod support;
 
+pub mod edge;
 pub mod events;
 pub mod facts;
 pub mod policy;

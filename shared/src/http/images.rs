@@ -13,7 +13,7 @@ use crate::error::{Error, Refusal, Result};
 use crate::images::{self, ImageView};
 use crate::media::Format;
 use crate::media::variants::Size;
-use crate::state::{App, Serving};
+use crate::state::App;
 
 /// Cache lifetime of content that never changes under its URL.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -96,12 +96,7 @@ async fn serve_image(
         (None, Some(_)) => FALLBACK,
         _ => IMMUTABLE,
     };
-    let (key, format) = (opened.key(), opened.format());
-    if let Serving::Redirect { base } = &app.serving {
-        let location = format!("{base}/{key}");
-        return Ok((StatusCode::FOUND, [(header::LOCATION, location.as_str()), (header::CACHE_CONTROL, cache)])
-            .into_response());
-    }
+    let format = opened.format();
     let etag = opened.etag();
     let common = [
         (header::CACHE_CONTROL, HeaderValue::from_static(cache)),

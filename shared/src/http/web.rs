@@ -22,7 +22,7 @@ use super::{Params, base_url};
 use crate::error::{Error, Refusal, Result};
 use crate::images::{self, Preview};
 use crate::secret;
-use crate::state::{App, Serving, UploadTarget};
+use crate::state::{App, UploadTarget};
 
 /// Where the front-end files come from.
 #[derive(Debug, Clone)]
@@ -290,8 +290,9 @@ fn secure(headers: &mut HeaderMap, csp: &str) {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
-/// The page's content security policy: scripts, styles and fonts only from this origin; images
-/// also from the CDN the images redirect to; uploads also to the bucket presigned forms post to.
+/// The page's content security policy: scripts, styles, fonts and images only from this origin
+/// (in AWS the CDN serves the pages and the images under one domain); uploads also to the
+/// bucket presigned forms post to.
 fn content_security_policy(app: &App, headers: &HeaderMap) -> String {
     let origin_of = |url: &str| -> Option<String> {
         let parsed = url::Url::parse(url).ok()?;
@@ -303,9 +304,6 @@ fn content_security_policy(app: &App, headers: &HeaderMap) -> String {
     // The configured public URL may differ from the host the page was asked for.
     img.extend(own.clone());
     connect.extend(own);
-    if let Serving::Redirect { base } = &app.serving {
-        img.extend(origin_of(base));
-    }
     if let UploadTarget::S3 { bucket, region, endpoint, .. } = &app.uploads {
         match endpoint {
             Some(e) => connect.extend(origin_of(e)),

@@ -6,7 +6,7 @@ use tracing::{info, instrument, warn};
 
 use super::purge::{clear_hash, undo_pending_upload};
 use super::record::{
-    HASH_SK, ImageRecord, LISTING_PARTITION, META, State, VariantsStatus, hash_pk, image_pk, upload_sk,
+    HASH_SK, ImageRecord, LISTING_PARTITION, Layout, META, State, VariantsStatus, hash_pk, image_pk, upload_sk,
 };
 use crate::clock;
 use crate::error::{Error, Refusal, Result};
@@ -114,6 +114,7 @@ pub async fn store(app: &App, p: &Prepared, token_digest: &str) -> Result<Stored
             created_at: clock::rfc3339_millis(OffsetDateTime::now_utc()),
             variants: VariantsStatus::Pending,
             variant_info: vec![],
+            layout: Layout::Bare,
         };
         let ops = vec![
             TxOp::Put { item: record.to_item(), cond: Some(Cond::NotExists) },

@@ -36,7 +36,7 @@ use tracing::{info, warn};
 
 pub use ingest::{Prepared, Stored, media_error, prepare, store};
 pub use purge::{delete_image, delete_upload};
-pub use record::{ImageRecord, State, VariantInfo, VariantsStatus, original_key, variant_key};
+pub use record::{ImageRecord, Layout, State, VariantInfo, VariantsStatus, id_of_original_key};
 pub use view::{ImageView, OEmbed, Preview, Rendition, UploadView, VariantView, renditions};
 
 use crate::error::{Error, Result};
@@ -93,11 +93,6 @@ pub struct Opened {
 }
 
 impl Opened {
-    /// The object's key, which is also its path under the CDN.
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
     pub fn format(&self) -> Format {
         self.variant.as_ref().map_or(self.record.format, |v| v.format)
     }
@@ -151,7 +146,7 @@ pub async fn open(app: &App, id: &str, size: Option<Size>) -> Result<Opened> {
     };
     let variant = size.and_then(|s| record.variant(s)).cloned();
     let key = match &variant {
-        Some(v) => variant_key(&record.id, v.size, v.format),
+        Some(v) => record.variant_key(v.size, v.format),
         None => record.original_key(),
     };
     Ok(Opened { record, variant, key })
@@ -180,11 +175,12 @@ pub struct MadeVariant {
     pub bytes: Bytes,
 }
 
-/// Stores the variants of image `id` and records them on its item, unless the image is being
+/// Stores the variants of `image` and records them on its item, unless the image is being
 /// deleted meanwhile: then what was written is taken back, since the purge may have passed.
-pub async fn store_variants(app: &App, id: &str, made: &[MadeVariant]) -> Result<()> {
+pub async fn store_variants(app: &App, image: &ImageRecord, made: &[MadeVariant]) -> Result<()> {
+    let id = image.id.as_str();
     let puts = made.iter().map(|v| {
-        let key = variant_key(id, v.info.size, v.info.format);
+        let key = image.variant_key(v.info.size, v.info.format);
         async move { app.objects.put(&key, v.bytes.clone(), v.info.format.mime()).await }
     });
     futures::future::try_join_all(puts).await?;
@@ -198,7 +194,7 @@ pub async fn store_variants(app: &App, id: &str, made: &[MadeVariant]) -> Result
         }
         Err(e) if e.is_condition_failed() => {
             for v in made {
-                app.objects.delete(&variant_key(id, v.info.size, v.info.format)).await?;
+                app.objects.delete(&image.variant_key(v.info.size, v.info.format)).await?;
             }
             Ok(())
         }

@@ -4,10 +4,8 @@ use time::OffsetDateTime;
 use tracing::{info, instrument};
 
 use super::ingest::INGEST_ATTEMPTS;
-use super::record::{HASH_SK, ImageRecord, META, State, hash_pk, image_pk, upload_sk, variant_key};
+use super::record::{HASH_SK, ImageRecord, META, State, hash_pk, image_pk, upload_sk};
 use crate::error::{Error, Refusal, Result};
-use crate::media::Format;
-use crate::media::variants::Size;
 use crate::secret;
 use crate::state::App;
 use crate::stats::{self, Change};
@@ -182,10 +180,8 @@ pub(super) async fn purge(app: &App, record: &ImageRecord, guard: Option<Cond>) 
     clear_hash(app, &record.hash, &record.id).await?;
     app.objects.delete(&record.original_key()).await?;
     // Every key a variant can have, so variants made after the record was read go too.
-    for size in Size::ALL {
-        for f in [Format::Jpeg, Format::Png] {
-            app.objects.delete(&variant_key(&record.id, size, f)).await?;
-        }
+    for key in record.possible_variant_keys() {
+        app.objects.delete(&key).await?;
     }
     let mut start = None;
     loop {

@@ -25,13 +25,42 @@ pub(super) fn hash_pk(hash: &str) -> String {
 }
 pub(super) const HASH_SK: &str = "HASH";
 
-/// Object key of a stored original.
-pub fn original_key(id: &str, format: Format) -> String {
-    format!("originals/{id}.{}", format.ext())
+/// How an image's objects are named.
+///
+/// The CDN maps a URL to an object without reading the table (`cdn/images.js`), so a key must
+/// follow from what the URL says: the id and the size, never the format, which `/i/{id}` and
+/// `?size=` URLs do not carry. A variant's key also differs from its original's only by the
+/// prefix, so an origin with the original's prefix answers the same path when the variant is
+/// not made yet. Images stored before that carry the format in their keys and keep them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `originals/<id>` and `variants/<size>/<id>`, the content type kept with the object.
+    Bare,
+    /// `originals/<id>.<ext>` and `variants/<id>/<size>.<ext>`: images stored before the CDN
+    /// served by URL alone. Read and deleted as they are; never written for a new image.
+    Named,
 }
-/// Object key of a variant.
-pub fn variant_key(id: &str, size: Size, format: Format) -> String {
-    format!("variants/{id}/{}.{}", size.name(), format.ext())
+
+impl Layout {
+    fn original_key(self, id: &str, format: Format) -> String {
+        match self {
+            Layout::Bare => format!("originals/{id}"),
+            Layout::Named => format!("originals/{id}.{}", format.ext()),
+        }
+    }
+
+    fn variant_key(self, id: &str, size: Size, format: Format) -> String {
+        match self {
+            Layout::Bare => format!("variants/{}/{id}", size.name()),
+            Layout::Named => format!("variants/{id}/{}.{}", size.name(), format.ext()),
+        }
+    }
+}
+
+/// The image id an object key under `originals/` names, in either layout.
+pub fn id_of_original_key(key: &str) -> Option<&str> {
+    let name = key.strip_prefix("originals/")?;
+    Some(name.split_once('.').map_or(name, |(id, _)| id)).filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// Lifecycle of an image item.
@@ -99,6 +128,7 @@ pub struct ImageRecord {
     pub created_at: String,
     pub variants: VariantsStatus,
     pub variant_info: Vec<VariantInfo>,
+    pub layout: Layout,
 }
 
 impl ImageRecord {
@@ -114,6 +144,11 @@ impl ImageRecord {
             .with("refs", self.refs)
             .with("created_at", self.created_at.as_str())
             .with("variants", "pending");
+        // Only new items are written whole, and new items use the bare layout; an item without
+        // the attribute is older than it.
+        if self.layout == Layout::Bare {
+            item.set("layout", "bare");
+        }
         let m = &self.meta;
         if let Some(o) = m.orientation {
             item.set("orientation", i64::from(o));
@@ -161,6 +196,7 @@ impl ImageRecord {
             created_at: s("created_at").unwrap_or_default(),
             variants,
             variant_info,
+            layout: if item.str("layout") == Some("bare") { Layout::Bare } else { Layout::Named },
         })
     }
 
@@ -169,8 +205,23 @@ impl ImageRecord {
         if self.meta.effective_orientation() >= 5 { (self.height, self.width) } else { (self.width, self.height) }
     }
 
+    /// Object key of the stored original.
     pub fn original_key(&self) -> String {
-        original_key(&self.id, self.format)
+        self.layout.original_key(&self.id, self.format)
+    }
+
+    /// Object key of the variant of `size` in `format`.
+    pub fn variant_key(&self, size: Size, format: Format) -> String {
+        self.layout.variant_key(&self.id, size, format)
+    }
+
+    /// Every key a variant of this image can have, whatever format it was made in.
+    pub fn possible_variant_keys(&self) -> Vec<String> {
+        let formats: &[Format] = match self.layout {
+            Layout::Bare => &[Format::Jpeg],
+            Layout::Named => &[Format::Jpeg, Format::Png],
+        };
+        Size::ALL.iter().flat_map(|&size| formats.iter().map(move |&f| self.variant_key(size, f))).collect()
     }
 
     /// What this image contributes to the service statistics.

@@ -55,8 +55,11 @@ pub async fn handle(app: &App, body: &str, receives: u32) -> Outcome {
 
 /// Dispatches one new object by its prefix.
 pub async fn handle_key(app: &App, key: &str) -> Result<()> {
-    if let Some(name) = key.strip_prefix("originals/") {
-        let id = name.split('.').next().unwrap_or_default();
+    if key.starts_with("originals/") {
+        let Some(id) = images::id_of_original_key(key) else {
+            warn!(key, "ignoring an original whose key names no image");
+            return Ok(());
+        };
         return make_variants(app, id).await;
     }
     if let Some(upload_id) = key.strip_prefix("incoming/") {
@@ -110,7 +113,7 @@ pub async fn make_variants(app: &App, id: &str) -> Result<()> {
                     bytes: Bytes::from(v.bytes),
                 })
                 .collect();
-            images::store_variants(app, id, &made).await
+            images::store_variants(app, &record, &made).await
         }
         // Undecodable pixels will not decode on a retry: record it and stop.
         Err(e) => images::record_variants_failed(app, id, &e.to_string()).await,

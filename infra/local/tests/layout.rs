@@ -1,0 +1,97 @@
+//! Where an image's objects live. New images use keys the CDN can name from a URL alone
+//! (`originals/<id>`, `variants/<size>/<id>`); images stored before that keep their keys with
+//! the format in them, and are served and deleted as before.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Server, photos_dir};
+use imghost::store::{ListObjects, Objects, Table, Update};
+
+const SIZES: [&str; 3] = ["small", "medium", "large"];
+
+async fn upload_photo(server: &Server) -> String {
+    let bytes = std::fs::read(photos_dir().join("orientation/landscape_6.jpg")).unwrap();
+    let (status, body) = server.upload_raw(bytes, "image/jpeg").await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    server.wait_for_variants(&id, Duration::from_secs(60)).await;
+    id
+}
+
+async fn body_of(server: &Server, path: &str) -> (u16, Option<String>, Bytes) {
+    let r = reqwest::get(server.url(path)).await.unwrap();
+    let status = r.status().as_u16();
+    let content_type = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    (status, content_type, r.bytes().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_images_are_stored_under_keys_named_by_id_and_size_alone() {
+    // Given a server,
+    let server = Server::start().await;
+    // when a photo is uploaded and its variants are made,
+    let id = upload_photo(&server).await;
+    // then its original and each variant are stored under keys without a format, each with
+    // its content type, and they are the bytes `/i/` serves.
+    let local = imghost::state::LocalStorage::open(server.data.path()).unwrap();
+    let original = local.objects.get(&format!("originals/{id}")).await.unwrap().expect("original stored");
+    assert_eq!(original.content_type, "image/jpeg");
+    assert_eq!(body_of(&server, &format!("/i/{id}.jpg")).await.2, original.bytes);
+    for size in SIZES {
+        let variant = local.objects.get(&format!("variants/{size}/{id}")).await.unwrap().expect("variant stored");
+        assert_eq!(variant.content_type, "image/jpeg", "{size}");
+        assert_eq!(body_of(&server, &format!("/i/{id}?size={size}")).await.2, variant.bytes, "{size}");
+    }
+    let keys = local.objects.list(None, 1000).await.unwrap();
+    assert!(!keys.iter().any(|k| k.contains('.')), "no stored key carries an extension: {keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_stored_under_the_named_layout_are_still_served_and_deleted() {
+    // Given an image stored the way images were before the bare layout: objects named with the
+    // format, and an item without the layout attribute,
+    let server = Server::start().await;
+    let id = upload_photo(&server).await;
+    let (status, created) = server.get_json(&format!("/v1/images/{id}")).await;
+    assert_eq!(status, 200, "{created}");
+    let data = server.stop_when_idle().await;
+    let local = imghost::state::LocalStorage::open(data.path()).unwrap();
+    let mut moves = vec![(format!("originals/{id}"), format!("originals/{id}.jpg"))];
+    moves.extend(SIZES.map(|s| (format!("variants/{s}/{id}"), format!("variants/{id}/{s}.jpg"))));
+    for (bare, named) in &moves {
+        let object = local.objects.get(bare).await.unwrap().unwrap();
+        local.objects.put(named, object.bytes, &object.content_type).await.unwrap();
+        local.objects.delete(bare).await.unwrap();
+    }
+    local.table.update(&format!("IMG#{id}"), "META", Update::new().remove("layout"), None).await.unwrap();
+    drop(local);
+    let server = Server::start_in(data, imghost::fetch::Fetcher::public(), Default::default()).await;
+
+    // when it is read through `/i/`,
+    let local = imghost::state::LocalStorage::open(server.data.path()).unwrap();
+    for (path, key) in [(format!("/i/{id}.jpg"), &moves[0].1)]
+        .into_iter()
+        .chain(SIZES.iter().zip(&moves[1..]).map(|(s, (_, named))| (format!("/i/{id}?size={s}"), named)))
+    {
+        // then each answer is the object under its named key,
+        let (status, content_type, body) = body_of(&server, &path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(content_type.as_deref(), Some("image/jpeg"), "{path}");
+        assert_eq!(body, local.objects.get(key).await.unwrap().unwrap().bytes, "{path}");
+    }
+
+    // and when it is deleted, every one of its objects goes.
+    let r = reqwest::Client::new()
+        .delete(server.url(&format!("/v1/images/{id}")))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let left = local.objects.list(None, 1000).await.unwrap();
+    assert!(left.is_empty(), "objects left after the delete: {left:?}");
+    assert_eq!(body_of(&server, &format!("/i/{id}.jpg")).await.0, 404);
+}
