@@ -75,6 +75,22 @@ enum Command {
         #[arg(long)]
         rate: Option<u32>,
     },
+    /// Move images stored before keys were named by id and size alone (`originals/<id>.<ext>`)
+    /// to the keys the CDN serves (`originals/<id>`, `variants/<size>/<id>`). Idempotent and
+    /// resumable; images whose variants are still being made are counted as "later".
+    Relayout {
+        /// A data directory, or `aws`.
+        place: String,
+        /// The bucket, for `aws`.
+        #[arg(long, required_if_eq("place", "aws"))]
+        bucket: Option<String>,
+        /// The table, for `aws`.
+        #[arg(long, required_if_eq("place", "aws"))]
+        table: Option<String>,
+        /// An S3- and DynamoDB-compatible endpoint, for `aws` (default: AWS).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
     /// Make the small, medium and large variants of each file into DIR.
     Resize {
         #[arg(required = true)]
@@ -151,6 +167,21 @@ async fn main() -> Result<(), BoxError> {
             imghost_local::serve(opts).await
         }
         Command::Resize { files, out } => imghost_local::resize_files(&files, &out),
+        Command::Relayout { place, bucket, table, endpoint } => {
+            use imghost_local::migrate::{Place, Stores};
+            let place = match place.as_str() {
+                "aws" => Place::Aws { bucket: bucket.unwrap_or_default(), table: table.unwrap_or_default(), endpoint },
+                dir => Place::Local { data_dir: PathBuf::from(dir) },
+            };
+            let stores = Stores::open(&place, false).await?;
+            let app = imghost::App::builder(stores.table.clone(), stores.objects.clone()).build();
+            let report = imghost::images::adopt_bare_layout_everywhere(&app).await?;
+            println!(
+                "moved {}, already in place {}, to run again for {}",
+                report.moved, report.already_bare, report.later
+            );
+            Ok(())
+        }
         Command::Migrate { from, to, bucket, table, endpoint, merge, ignore_pending, rate } => {
             use imghost_local::migrate::{self, Place, Stores};
             if (from == "aws") == (to == "aws") {

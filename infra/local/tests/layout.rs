@@ -13,7 +13,11 @@ use imghost::store::{ListObjects, Objects, Table, Update};
 const SIZES: [&str; 3] = ["small", "medium", "large"];
 
 async fn upload_photo(server: &Server) -> String {
-    let bytes = std::fs::read(photos_dir().join("orientation/landscape_6.jpg")).unwrap();
+    upload(server, "orientation/landscape_6.jpg").await
+}
+
+async fn upload(server: &Server, photo: &str) -> String {
+    let bytes = std::fs::read(photos_dir().join(photo)).unwrap();
     let (status, body) = server.upload_raw(bytes, "image/jpeg").await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
@@ -49,14 +53,11 @@ async fn new_images_are_stored_under_keys_named_by_id_and_size_alone() {
     assert!(!keys.iter().any(|k| k.contains('.')), "no stored key carries an extension: {keys:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn images_stored_under_the_named_layout_are_still_served_and_deleted() {
-    // Given an image stored the way images were before the bare layout: objects named with the
-    // format, and an item without the layout attribute,
-    let server = Server::start().await;
+/// A stopped server's data directory holding one image stored as images were before the bare
+/// layout (objects named with the format, an item without the layout attribute), with its id
+/// and its (bare, named) keys, original first.
+async fn named_image(server: Server) -> (tempfile::TempDir, String, Vec<(String, String)>) {
     let id = upload_photo(&server).await;
-    let (status, created) = server.get_json(&format!("/v1/images/{id}")).await;
-    assert_eq!(status, 200, "{created}");
     let data = server.stop_when_idle().await;
     let local = imghost::state::LocalStorage::open(data.path()).unwrap();
     let mut moves = vec![(format!("originals/{id}"), format!("originals/{id}.jpg"))];
@@ -67,7 +68,13 @@ async fn images_stored_under_the_named_layout_are_still_served_and_deleted() {
         local.objects.delete(bare).await.unwrap();
     }
     local.table.update(&format!("IMG#{id}"), "META", Update::new().remove("layout"), None).await.unwrap();
-    drop(local);
+    (data, id, moves)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_stored_under_the_named_layout_are_still_served_and_deleted() {
+    // Given an image stored under the named layout,
+    let (data, id, moves) = named_image(Server::start().await).await;
     let server = Server::start_in(data, imghost::fetch::Fetcher::public(), Default::default()).await;
 
     // when it is read through `/i/`,
@@ -94,4 +101,57 @@ async fn images_stored_under_the_named_layout_are_still_served_and_deleted() {
     let left = local.objects.list(None, 1000).await.unwrap();
     assert!(left.is_empty(), "objects left after the delete: {left:?}");
     assert_eq!(body_of(&server, &format!("/i/{id}.jpg")).await.0, 404);
+}
+
+/// Runs `imghost relayout <data>` and returns what it printed.
+fn relayout(data: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imghost")).arg("relayout").arg(data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayout_moves_named_images_to_the_keys_the_cdn_serves_once() {
+    // Given a data directory with one image under the named layout and one under the bare,
+    let server = Server::start().await;
+    upload(&server, "orientation/landscape_1.jpg").await;
+    let (data, id, moves) = named_image(server).await;
+    let local = imghost::state::LocalStorage::open(data.path()).unwrap();
+    let mut before = Vec::new();
+    for (_, named) in &moves {
+        before.push(local.objects.get(named).await.unwrap().unwrap());
+    }
+    drop(local);
+
+    // when `imghost relayout` runs on it,
+    let printed = relayout(data.path());
+
+    // then it moved the one and left the other,
+    assert_eq!(printed.trim(), "moved 1, already in place 1, to run again for 0");
+    // the named image's objects are under bare keys with the same bytes and types, and none is
+    // left under a named key,
+    let local = imghost::state::LocalStorage::open(data.path()).unwrap();
+    for ((bare, _), old) in moves.iter().zip(&before) {
+        let now = local.objects.get(bare).await.unwrap().unwrap_or_else(|| panic!("{bare} missing"));
+        assert_eq!(
+            (now.bytes.clone(), now.content_type.clone()),
+            (old.bytes.clone(), old.content_type.clone()),
+            "{bare}"
+        );
+    }
+    let keys = local.objects.list(None, 1000).await.unwrap();
+    assert!(!keys.iter().any(|k| k.contains('.')), "a named key is left: {keys:?}");
+    let app = local.app().build();
+    assert_eq!(imghost::images::get(&app, &id).await.unwrap().unwrap().layout, imghost::images::Layout::Bare);
+    drop((app, local));
+    // and it is served from there.
+    let server = Server::start_in(data, imghost::fetch::Fetcher::public(), Default::default()).await;
+    let (status, _, body) = body_of(&server, &format!("/i/{id}.jpg")).await;
+    assert_eq!((status, body), (200, before[0].bytes.clone()));
+    let (status, _, body) = body_of(&server, &format!("/i/{id}?size=small")).await;
+    assert_eq!((status, body), (200, before[1].bytes.clone()));
+    let data = server.stop_when_idle().await;
+
+    // When it runs again, it moves nothing.
+    assert_eq!(relayout(data.path()).trim(), "moved 0, already in place 2, to run again for 0");
 }

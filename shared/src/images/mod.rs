@@ -23,12 +23,14 @@
 //! # Layout
 //! This module alone reads and writes the image, upload and hash items and the image objects;
 //! everything else calls it. `record.rs` maps the item and names the keys, `ingest.rs` checks
-//! and stores uploads, `purge.rs` deletes, `view.rs` is the public JSON, and this file holds the
-//! reads, serving and the variants' record.
+//! and stores uploads, `purge.rs` deletes, `view.rs` is the public JSON, `relayout.rs` moves
+//! images stored under the older key layout, and this file holds the reads, serving and the
+//! variants' record.
 
 mod ingest;
 mod purge;
 mod record;
+mod relayout;
 mod view;
 
 use bytes::Bytes;
@@ -37,6 +39,7 @@ use tracing::{info, warn};
 pub use ingest::{Prepared, Stored, media_error, prepare, store};
 pub use purge::{delete_image, delete_upload};
 pub use record::{ImageRecord, Layout, State, VariantInfo, VariantsStatus, id_of_original_key};
+pub use relayout::{Relayout, RelayoutReport, adopt_bare_layout, adopt_bare_layout_everywhere};
 pub use view::{ImageView, OEmbed, Preview, Rendition, UploadView, VariantView, renditions};
 
 use crate::error::{Error, Result};
