@@ -48,6 +48,8 @@ pub struct AppInner {
     pub keepalive: Option<Arc<dyn Queue>>,
     /// Records kept in memory between requests; `None` where other processes write too.
     pub records: Option<RecordCache>,
+    /// Small objects kept in memory between requests, same rule.
+    pub object_cache: Option<ObjectCache>,
 }
 
 /// A bounded in-memory cache of records that no longer change (an image whose variants are
@@ -104,6 +106,71 @@ impl RecordCache {
 /// How many records the local runner keeps in memory (about 1 KiB each).
 pub const LOCAL_RECORD_CACHE: usize = 4096;
 
+/// A bounded in-memory cache of small objects that are served again and again (image variants),
+/// by object key, for a process that is the only writer (the same rule as [`RecordCache`]). The
+/// bytes under a key never change, so an entry is never stale; a delete drops its keys. At most
+/// `capacity` bytes of objects; when full, arbitrary entries make room.
+pub struct ObjectCache {
+    capacity: usize,
+    inner: std::sync::Mutex<ObjectCacheInner>,
+}
+
+#[derive(Default)]
+struct ObjectCacheInner {
+    map: std::collections::HashMap<String, bytes::Bytes>,
+    used: usize,
+}
+
+impl ObjectCache {
+    pub fn new(capacity: usize) -> Self {
+        ObjectCache { capacity, inner: Default::default() }
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, ObjectCacheInner> {
+        // A panic while holding the lock leaves a map that is still a valid cache.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, key: &str) -> Option<bytes::Bytes> {
+        self.inner().map.get(key).cloned()
+    }
+
+    /// Keeps `bytes` under `key`, making room as needed; an object larger than the whole
+    /// cache is not kept.
+    pub fn put(&self, key: &str, bytes: bytes::Bytes) {
+        if bytes.len() > self.capacity {
+            return;
+        }
+        let mut inner = self.inner();
+        if let Some(old) = inner.map.remove(key) {
+            inner.used -= old.len();
+        }
+        while inner.used + bytes.len() > self.capacity {
+            let Some(k) = inner.map.keys().next().cloned() else { break };
+            if let Some(old) = inner.map.remove(&k) {
+                inner.used -= old.len();
+            }
+        }
+        inner.used += bytes.len();
+        inner.map.insert(key.to_owned(), bytes);
+    }
+
+    pub fn remove(&self, key: &str) {
+        let mut inner = self.inner();
+        if let Some(old) = inner.map.remove(key) {
+            inner.used -= old.len();
+        }
+    }
+
+    /// The bytes held.
+    pub fn used(&self) -> usize {
+        self.inner().used
+    }
+}
+
+/// How many bytes of served objects the local runner keeps in memory.
+pub const LOCAL_OBJECT_CACHE: usize = 32 << 20;
+
 /// Where handed-out forms post to.
 #[derive(Clone)]
 pub enum UploadTarget {
@@ -150,6 +217,7 @@ impl App {
             imports: None,
             keepalive: None,
             records: None,
+            object_cache: None,
         })
     }
 
@@ -197,6 +265,11 @@ impl AppBuilder {
 
     /// Keeps up to `capacity` settled records in memory; only for a process that is the only
     /// writer of its storage (see [`RecordCache`]).
+    pub fn object_cache(mut self, capacity_bytes: usize) -> Self {
+        self.0.object_cache = Some(ObjectCache::new(capacity_bytes));
+        self
+    }
+
     pub fn record_cache(mut self, capacity: usize) -> Self {
         self.0.records = Some(RecordCache::new(capacity));
         self
@@ -274,6 +347,7 @@ impl LocalStorage {
             .imports(self.imports.clone())
             .keepalive(self.keepalive.clone())
             .record_cache(LOCAL_RECORD_CACHE)
+            .object_cache(LOCAL_OBJECT_CACHE)
     }
 
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
@@ -354,5 +428,33 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
             }
             Ok(app.build())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ObjectCache;
+    use bytes::Bytes;
+
+    #[test]
+    fn the_object_cache_never_holds_more_than_its_capacity() {
+        // Given a cache of 100 bytes,
+        let cache = ObjectCache::new(100);
+        // when objects of various sizes are put, some twice, some too large,
+        for (i, len) in [40, 40, 40, 10, 101, 60, 40, 0, 100].into_iter().enumerate() {
+            cache.put(&format!("k{}", i % 4), Bytes::from(vec![i as u8; len]));
+            // then it never holds more than 100 bytes,
+            assert!(cache.used() <= 100, "after put {i}: {}", cache.used());
+        }
+        // what it holds is what was put last under a key,
+        let last = cache.get("k0").expect("the last object put is kept");
+        assert_eq!(last, Bytes::from(vec![8u8; 100]));
+        // an object larger than the whole cache is not kept,
+        cache.put("huge", Bytes::from(vec![0; 101]));
+        assert!(cache.get("huge").is_none());
+        // and removing gives its bytes back.
+        cache.remove("k0");
+        assert_eq!(cache.used(), 0);
+        assert!(cache.get("k0").is_none());
     }
 }

@@ -113,8 +113,8 @@ async fn many_clients_of_a_large_original_hold_one_chunk_each() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_image_is_not_served_from_the_record_cache() {
-    // Given an image served (and so cached) with its variants made,
+async fn a_deleted_image_is_not_served_from_the_caches() {
+    // Given an image served (its record and its small variants then cached) with its variants made,
     let server = common::Server::start().await;
     let bytes = std::fs::read(common::photos_dir().join("cameras/Canon_40D.jpg")).unwrap();
     let (_, created) = server.upload_raw(bytes, "image/jpeg").await;

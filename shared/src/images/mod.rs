@@ -121,8 +121,27 @@ impl Opened {
 
     /// Streams `range` of the bytes (end exclusive; all when `None`) from the object store, one
     /// bounded chunk at a time; `None` when the object is gone (a delete raced the caller).
+    /// Where the process keeps objects in memory, a small one is read whole once and then
+    /// served from there.
     pub async fn read(&self, app: &App, range: Option<std::ops::Range<u64>>) -> Result<Option<ObjectRead>> {
-        Ok(app.objects.read(&self.key, range).await?)
+        let Some(cache) = app.object_cache.as_ref().filter(|_| self.len() <= CACHED_OBJECT_MAX) else {
+            return Ok(app.objects.read(&self.key, range).await?);
+        };
+        let bytes = match cache.get(&self.key) {
+            Some(bytes) => bytes,
+            None => {
+                let Some(read) = app.objects.read(&self.key, None).await? else { return Ok(None) };
+                let chunks: Vec<Bytes> = futures::TryStreamExt::try_collect(read.body).await?;
+                let bytes = Bytes::from(chunks.concat());
+                cache.put(&self.key, bytes.clone());
+                bytes
+            }
+        };
+        let total = bytes.len() as u64;
+        let range = crate::store::clamp_range(range, total);
+        let part = bytes.slice(range.start as usize..range.end as usize);
+        let body = futures::stream::iter((!part.is_empty()).then_some(Ok(part)));
+        Ok(Some(ObjectRead { total, range, body: Box::pin(body) }))
     }
 
     /// The bytes, read from the object store; `None` when the object is gone (a delete raced
@@ -159,10 +178,20 @@ fn cache_key(id: &str) -> String {
     format!("image:{id}")
 }
 
-/// Drops an image from the process's record cache (it is being deleted).
-fn forget(app: &App, id: &str) {
+/// The largest object kept in the process's object cache: every small and medium variant of a
+/// photo, few originals.
+const CACHED_OBJECT_MAX: u64 = 256 * 1024;
+
+/// Drops an image from the process's caches (it is being deleted, or its objects are moving).
+fn forget(app: &App, record: &ImageRecord) {
     if let Some(c) = &app.records {
-        c.remove(&cache_key(id));
+        c.remove(&cache_key(&record.id));
+    }
+    if let Some(c) = &app.object_cache {
+        c.remove(&record.original_key());
+        for key in record.possible_variant_keys() {
+            c.remove(&key);
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 use tracing::{info, instrument};
 
 use super::ingest::INGEST_ATTEMPTS;
-use super::record::{HASH_SK, ImageRecord, META, State, hash_pk, image_pk, upload_sk};
+use super::record::{HASH_SK, ImageRecord, Layout, META, State, hash_pk, image_pk, upload_sk};
 use crate::error::{Error, Refusal, Result};
 use crate::secret;
 use crate::state::App;
@@ -141,7 +141,13 @@ pub(super) async fn purge(app: &App, record: &ImageRecord, guard: Option<Cond>) 
             break;
         }
         let mark = Update::new().set("state", State::Deleting.as_str()).remove(GSI1PK).remove(GSI1SK);
-        let mut cond = Cond::Exists.and(Cond::eq("state", current.state.as_str()));
+        // Also conditional on the key layout seen, so the objects removed below are the ones
+        // the image has even if `imghost relayout` moves it meanwhile.
+        let layout = match current.layout {
+            Layout::Bare => Cond::eq("layout", "bare"),
+            Layout::Named => Cond::AttrNotExists("layout".into()),
+        };
+        let mut cond = Cond::Exists.and(Cond::eq("state", current.state.as_str())).and(layout);
         if let Some(g) = &guard {
             cond = cond.and(g.clone());
         }
@@ -175,8 +181,10 @@ pub(super) async fn purge(app: &App, record: &ImageRecord, guard: Option<Cond>) 
         return Err(Error::client(Refusal::Unavailable, "busy", "the image is being changed concurrently; try again"));
     }
     // Marked: no new reader can open it, so what is cached goes now, and again once the objects
-    // are gone, in case a request opened it in between.
-    super::forget(app, &record.id);
+    // are gone, in case a request opened it in between. The record is the one marked, whose
+    // layout names the objects.
+    let record = &current;
+    super::forget(app, record);
     clear_hash(app, &record.hash, &record.id).await?;
     app.objects.delete(&record.original_key()).await?;
     // Every key a variant can have, so variants made after the record was read go too.
@@ -197,7 +205,7 @@ pub(super) async fn purge(app: &App, record: &ImageRecord, guard: Option<Cond>) 
         }
     }
     app.table.delete(&pk, META, None).await?;
-    super::forget(app, &record.id);
+    super::forget(app, record);
     info!(image_id = %record.id, "image deleted");
     Ok(())
 }

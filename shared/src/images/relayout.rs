@@ -75,7 +75,7 @@ pub async fn adopt_bare_layout(app: &App, id: &str) -> Result<Relayout> {
         }
         Err(e) => return Err(e.into()),
     }
-    super::forget(app, id);
+    super::forget(app, &record);
     for (from, _) in &moves {
         app.objects.delete(from).await?;
     }

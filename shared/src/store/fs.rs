@@ -259,6 +259,10 @@ fn s3_event_json(key: &str, bytes: &[u8], at: time::OffsetDateTime) -> StoreResu
     serde_json::to_string(&event).map_err(StoreError::backend)
 }
 
+/// Ranges up to this long are read whole by the task that opens the file (most variants fit);
+/// longer ones stream in chunks of [`READ_CHUNK`]. It is also what one read holds in memory.
+const WHOLE_READ: u64 = 256 * 1024;
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::backend(format!("file task failed: {e}")))?
 }
@@ -279,27 +283,46 @@ impl Objects for FsObjects {
     }
 
     async fn read(&self, key: &str, range: Option<std::ops::Range<u64>>) -> StoreResult<Option<ObjectRead>> {
-        use std::io::SeekFrom;
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        let (data, meta) = self.paths(key)?;
+        use std::io::{Read, Seek, SeekFrom};
+        use tokio::io::AsyncReadExt;
+        let (data, _) = self.paths(key)?;
         let this = self.clone();
-        // The file is opened under the read lock, so it is never a half-replaced one; once open,
-        // a later replacement or delete does not change what this handle reads.
+        // One task opens the file, finds the range and, when it is short, reads it all: a
+        // request for a variant then costs one hand-off to the blocking pool, not one per step.
+        // The file is opened under the read lock, so it is never a half-replaced one; once
+        // open, a later replacement or delete does not change what this handle reads.
         let opened = blocking(move || {
-            let _guard = this.read_lock();
-            let file = match File::open(&data) {
-                Ok(f) => f,
-                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => return Ok(None),
-                Err(e) => return Err(io_err("open", &data, e)),
+            let mut file = {
+                let _guard = this.read_lock();
+                match File::open(&data) {
+                    Ok(f) => f,
+                    Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => return Ok(None),
+                    Err(e) => return Err(io_err("open", &data, e)),
+                }
             };
             let total = file.metadata().map_err(|e| io_err("stat", &data, e))?.len();
-            Ok(Some((file, total, this.content_type_of(&meta)?)))
+            let range = super::clamp_range(range, total);
+            if range.start > 0 {
+                file.seek(SeekFrom::Start(range.start)).map_err(|e| io_err("seek", &data, e))?;
+            }
+            let len = range.end - range.start;
+            let whole = if len <= WHOLE_READ {
+                let mut bytes = vec![0; len as usize];
+                file.read_exact(&mut bytes).map_err(|e| io_err("read", &data, e))?;
+                Some(Bytes::from(bytes))
+            } else {
+                None
+            };
+            Ok(Some((file, total, range, whole)))
         })
         .await?;
-        let Some((file, total, content_type)) = opened else { return Ok(None) };
-        let range = super::clamp_range(range, total);
-        let mut file = tokio::fs::File::from_std(file);
-        file.seek(SeekFrom::Start(range.start)).await.map_err(StoreError::backend)?;
+        let Some((file, total, range, whole)) = opened else { return Ok(None) };
+        if let Some(bytes) = whole {
+            let body = futures::stream::iter((!bytes.is_empty()).then_some(Ok(bytes)));
+            return Ok(Some(ObjectRead { total, range, body: Box::pin(body) }));
+        }
+        // A long range streams from where the file stands, one bounded chunk at a time.
+        let file = tokio::fs::File::from_std(file);
         let body = futures::stream::try_unfold((file, range.end - range.start), |(mut file, left)| async move {
             if left == 0 {
                 return Ok(None);
@@ -312,7 +335,7 @@ impl Objects for FsObjects {
             chunk.truncate(n);
             Ok(Some((Bytes::from(chunk), (file, left - n as u64))))
         });
-        Ok(Some(ObjectRead { total, content_type, range, body: Box::pin(body) }))
+        Ok(Some(ObjectRead { total, range, body: Box::pin(body) }))
     }
 
     async fn exists(&self, key: &str) -> StoreResult<bool> {

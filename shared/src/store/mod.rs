@@ -70,15 +70,18 @@ pub struct Object {
 }
 
 /// The most bytes one chunk of a streamed read holds: what a slow client can keep in memory.
+/// (The embedded family reads a range of up to 256 KiB in one piece, which serves most variants
+/// with one trip to the disk; longer ranges stream in chunks of this size.)
 pub const READ_CHUNK: usize = 64 * 1024;
 
-/// A part of an object being read: the chunks of the range asked for, at most [`READ_CHUNK`]
-/// bytes each for the embedded family (S3's network chunks are of the same order), read only
-/// as the consumer asks for them.
+/// A part of an object being read: the chunks of the range asked for, at most 256 KiB each for
+/// the embedded family (S3's network chunks are of the same order), read only as the consumer
+/// asks for them. It carries no content type: a reader serves what it stored and knows its
+/// type (`get` returns it for the others), and the embedded family would pay a second file
+/// read per request for it.
 pub struct ObjectRead {
     /// The length of the whole object.
     pub total: u64,
-    pub content_type: String,
     /// The byte range being read, end exclusive, clamped to the object.
     pub range: std::ops::Range<u64>,
     pub body: futures::stream::BoxStream<'static, StoreResult<Bytes>>,
@@ -86,11 +89,7 @@ pub struct ObjectRead {
 
 impl std::fmt::Debug for ObjectRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "ObjectRead {{ total: {}, content_type: {}, range: {:?} }}",
-            self.total, self.content_type, self.range
-        )
+        write!(f, "ObjectRead {{ total: {}, range: {:?} }}", self.total, self.range)
     }
 }
 

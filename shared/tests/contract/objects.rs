@@ -68,8 +68,8 @@ pub async fn object_ranges_are_read_in_bounded_chunks(o: &dyn Objects) {
     ];
     for (asked, want) in cases {
         let read = o.read("big", asked.clone()).await.unwrap().expect("the object is there");
-        // then each answer says the object's size and type and the range it covers,
-        assert_eq!((read.total, read.content_type.as_str(), &read.range), (total, "image/png", want), "{asked:?}");
+        // then each answer says the object's size and the range it covers,
+        assert_eq!((read.total, &read.range), (total, want), "{asked:?}");
         let chunks: Vec<Bytes> = read.body.try_collect().await.unwrap();
         // and streams exactly those bytes, in chunks no larger than the bound (S3's network
         // chunks are its own; the embedded family's are the port's).

@@ -72,13 +72,11 @@ impl Objects for S3Objects {
                 let head = self.client.head_object().bucket(&self.bucket).key(key).send().await;
                 let head = head.map_err(|e| sdk_err("s3 HeadObject", e))?;
                 let total = head.content_length().unwrap_or(0).max(0) as u64;
-                let content_type = head.content_type().unwrap_or("application/octet-stream").to_owned();
                 let body = Box::pin(futures::stream::empty());
-                return Ok(Some(ObjectRead { total, content_type, range: total..total, body }));
+                return Ok(Some(ObjectRead { total, range: total..total, body }));
             }
             Err(e) => return Err(sdk_err("s3 GetObject", e)),
         };
-        let content_type = out.content_type().unwrap_or("application/octet-stream").to_owned();
         let length = out.content_length().unwrap_or(0).max(0) as u64;
         // `Content-Range: bytes a-b/total` on a ranged answer; the length is the total otherwise.
         let total =
@@ -98,7 +96,7 @@ impl Objects for S3Objects {
                 None => Ok(None),
             }
         });
-        Ok(Some(ObjectRead { total, content_type, range, body: Box::pin(body) }))
+        Ok(Some(ObjectRead { total, range, body: Box::pin(body) }))
     }
 
     async fn exists(&self, key: &str) -> StoreResult<bool> {
