@@ -6,6 +6,8 @@
 //! The distribution is read through `scripts/template-facts`; the function's routing of a URL
 //! through `node cdn/route.mjs`.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -13,20 +15,10 @@ use imghost::images::{ImageRecord, Layout, State, VariantsStatus};
 use imghost::media::Format;
 use imghost::media::variants::Size;
 use serde_json::Value;
+use support::template_facts as facts;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Everything template-facts reads from the template.
-fn facts() -> Value {
-    let out = std::process::Command::new("python3")
-        .arg("scripts/template-facts")
-        .current_dir(root())
-        .output()
-        .expect("python3 runs scripts/template-facts");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Where the image function sends each URL (see `cdn/route.mjs`).

@@ -23,13 +23,7 @@ fn root() -> PathBuf {
 
 /// The facts of every function, keyed by binary name.
 fn facts() -> BTreeMap<String, Value> {
-    let out = std::process::Command::new("python3")
-        .arg("scripts/template-facts")
-        .current_dir(root())
-        .output()
-        .expect("python3 runs scripts/template-facts");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = support::template_facts();
     all["functions"]
         .as_object()
         .unwrap()

@@ -227,3 +227,21 @@ pub async fn embedded_app() -> (imghost::App, tempfile::TempDir) {
     let config = imghost::Config::from_lookup(|k| (k == "IMGHOST_DATA_DIR").then(|| path.clone())).unwrap();
     (imghost::state::from_config(&config).await.unwrap(), dir)
 }
+
+/// The workspace root: the folder above this crate that holds `template.yaml`.
+pub fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors().find(|d| d.join("template.yaml").is_file()).expect("template.yaml above the crate").to_owned()
+}
+
+/// Everything `scripts/template-facts` reads from `template.yaml`, intrinsics resolved with
+/// its defaults.
+pub fn template_facts() -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg("scripts/template-facts")
+        .current_dir(workspace_root())
+        .output()
+        .expect("python3 runs scripts/template-facts");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("template-facts prints JSON")
+}
