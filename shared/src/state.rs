@@ -52,50 +52,88 @@ pub struct AppInner {
     pub object_cache: Option<ObjectCache>,
 }
 
+/// A map that holds at most `capacity` units of weight, for the caches below: when a new
+/// entry would not fit, arbitrary entries make room. A panic while holding its lock leaves a
+/// map that is still a valid cache, so a poisoned lock is used as it is.
+struct Bounded<V> {
+    capacity: usize,
+    weigh: fn(&V) -> usize,
+    inner: std::sync::Mutex<(std::collections::HashMap<String, V>, usize)>,
+}
+
+impl<V: Clone> Bounded<V> {
+    fn new(capacity: usize, weigh: fn(&V) -> usize) -> Self {
+        Bounded { capacity, weigh, inner: Default::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (std::collections::HashMap<String, V>, usize)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        self.lock().0.get(key).cloned()
+    }
+
+    /// Keeps `value` under `key`; a value heavier than the whole capacity is not kept.
+    fn put(&self, key: &str, value: V) {
+        let weight = (self.weigh)(&value);
+        if weight > self.capacity {
+            return;
+        }
+        let mut guard = self.lock();
+        let (map, used) = &mut *guard;
+        if let Some(old) = map.remove(key) {
+            *used -= (self.weigh)(&old);
+        }
+        while *used + weight > self.capacity {
+            let Some(k) = map.keys().next().cloned() else { break };
+            if let Some(old) = map.remove(&k) {
+                *used -= (self.weigh)(&old);
+            }
+        }
+        *used += weight;
+        map.insert(key.to_owned(), value);
+    }
+
+    fn remove(&self, key: &str) {
+        let mut guard = self.lock();
+        let (map, used) = &mut *guard;
+        if let Some(old) = map.remove(key) {
+            *used -= (self.weigh)(&old);
+        }
+    }
+
+    fn used(&self) -> usize {
+        self.lock().1
+    }
+}
+
 /// A bounded in-memory cache of records that no longer change (an image whose variants are
 /// settled), shared by the requests of one process. Only a process that is the only writer
 /// may have one, since it must drop what it deletes: the local runner does, Lambdas (many
-/// processes) do not. At most `capacity` entries, so its memory is bounded; when full, an
-/// arbitrary entry makes room.
-pub struct RecordCache {
-    capacity: usize,
-    map: std::sync::Mutex<std::collections::HashMap<String, Arc<dyn std::any::Any + Send + Sync>>>,
-}
+/// processes) do not. At most `capacity` entries, so its memory is bounded.
+pub struct RecordCache(Bounded<Arc<dyn std::any::Any + Send + Sync>>);
 
 impl RecordCache {
     pub fn new(capacity: usize) -> Self {
-        RecordCache { capacity: capacity.max(1), map: Default::default() }
-    }
-
-    fn map(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<dyn std::any::Any + Send + Sync>>> {
-        // A panic while holding the lock leaves a map that is still a valid cache.
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+        RecordCache(Bounded::new(capacity.max(1), |_| 1))
     }
 
     /// The record under `key`, if it is cached and of type `T`.
     pub fn get<T: std::any::Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
-        self.map().get(key).cloned().and_then(|v| v.downcast::<T>().ok())
+        self.0.get(key).and_then(|v| v.downcast::<T>().ok())
     }
 
     pub fn put<T: std::any::Any + Send + Sync>(&self, key: &str, value: Arc<T>) {
-        let mut map = self.map();
-        if map.len() >= self.capacity && !map.contains_key(key) {
-            let evicted = map.keys().next().cloned();
-            if let Some(k) = evicted {
-                map.remove(&k);
-            }
-        }
-        map.insert(key.to_owned(), value);
+        self.0.put(key, value);
     }
 
     pub fn remove(&self, key: &str) {
-        self.map().remove(key);
+        self.0.remove(key);
     }
 
     pub fn len(&self) -> usize {
-        self.map().len()
+        self.0.used()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,62 +147,31 @@ pub const LOCAL_RECORD_CACHE: usize = 4096;
 /// A bounded in-memory cache of small objects that are served again and again (image variants),
 /// by object key, for a process that is the only writer (the same rule as [`RecordCache`]). The
 /// bytes under a key never change, so an entry is never stale; a delete drops its keys. At most
-/// `capacity` bytes of objects; when full, arbitrary entries make room.
-pub struct ObjectCache {
-    capacity: usize,
-    inner: std::sync::Mutex<ObjectCacheInner>,
-}
-
-#[derive(Default)]
-struct ObjectCacheInner {
-    map: std::collections::HashMap<String, bytes::Bytes>,
-    used: usize,
-}
+/// `capacity` bytes of objects.
+pub struct ObjectCache(Bounded<bytes::Bytes>);
 
 impl ObjectCache {
     pub fn new(capacity: usize) -> Self {
-        ObjectCache { capacity, inner: Default::default() }
-    }
-
-    fn inner(&self) -> std::sync::MutexGuard<'_, ObjectCacheInner> {
-        // A panic while holding the lock leaves a map that is still a valid cache.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        ObjectCache(Bounded::new(capacity, bytes::Bytes::len))
     }
 
     pub fn get(&self, key: &str) -> Option<bytes::Bytes> {
-        self.inner().map.get(key).cloned()
+        self.0.get(key)
     }
 
     /// Keeps `bytes` under `key`, making room as needed; an object larger than the whole
     /// cache is not kept.
     pub fn put(&self, key: &str, bytes: bytes::Bytes) {
-        if bytes.len() > self.capacity {
-            return;
-        }
-        let mut inner = self.inner();
-        if let Some(old) = inner.map.remove(key) {
-            inner.used -= old.len();
-        }
-        while inner.used + bytes.len() > self.capacity {
-            let Some(k) = inner.map.keys().next().cloned() else { break };
-            if let Some(old) = inner.map.remove(&k) {
-                inner.used -= old.len();
-            }
-        }
-        inner.used += bytes.len();
-        inner.map.insert(key.to_owned(), bytes);
+        self.0.put(key, bytes);
     }
 
     pub fn remove(&self, key: &str) {
-        let mut inner = self.inner();
-        if let Some(old) = inner.map.remove(key) {
-            inner.used -= old.len();
-        }
+        self.0.remove(key);
     }
 
     /// The bytes held.
     pub fn used(&self) -> usize {
-        self.inner().used
+        self.0.used()
     }
 }
 
@@ -433,8 +440,25 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::ObjectCache;
+    use super::{ObjectCache, RecordCache};
     use bytes::Bytes;
+    use std::sync::Arc;
+
+    #[test]
+    fn the_record_cache_holds_at_most_its_capacity_and_only_the_type_asked_for() {
+        // Given a cache of two records,
+        let cache = RecordCache::new(2);
+        // when three are put,
+        for i in 0..3u32 {
+            cache.put(&format!("r{i}"), Arc::new(i));
+        }
+        // then two are held, the last one among them, and it reads back only as its own type.
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get::<u32>("r2").as_deref(), Some(&2));
+        assert!(cache.get::<String>("r2").is_none());
+        cache.remove("r2");
+        assert_eq!(cache.len(), 1);
+    }
 
     #[test]
     fn the_object_cache_never_holds_more_than_its_capacity() {

@@ -89,7 +89,8 @@ pub async fn list(app: &App, limit: usize, cursor: Option<Cursor>) -> Result<(Ve
 /// (asked for, or standing in for a variant not made yet).
 #[derive(Debug, Clone)]
 pub struct Opened {
-    pub record: ImageRecord,
+    /// Shared with the process's record cache, where there is one: a request copies nothing.
+    pub record: std::sync::Arc<ImageRecord>,
     /// The variant served, if any.
     pub variant: Option<VariantInfo>,
     key: String,
@@ -157,11 +158,11 @@ impl Opened {
 pub async fn open(app: &App, id: &str, size: Option<Size>) -> Result<Opened> {
     let cache = app.records.as_ref();
     let record = match cache.and_then(|c| c.get::<ImageRecord>(&cache_key(id))) {
-        Some(record) => (*record).clone(),
+        Some(record) => record,
         None => {
-            let record = get_active(app, id).await?;
+            let record = std::sync::Arc::new(get_active(app, id).await?);
             if let Some(c) = cache.filter(|_| record.variants != VariantsStatus::Pending) {
-                c.put(&cache_key(id), std::sync::Arc::new(record.clone()));
+                c.put(&cache_key(id), record.clone());
             }
             record
         }
