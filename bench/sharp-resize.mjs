@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Reference for scripts/bench: the work `imghost resize FILE... --out DIR` does, done with sharp.
 //
-//   node bench/sharp-resize.mjs --out DIR FILE...
+//   node bench/sharp-resize.mjs --out DIR [--format jpeg|webp] [--quality Q] FILE...
 //
-// For each input, sequentially: three JPEG variants, small/medium/large = 320/1024/2048 px on the
-// long edge, never upscaled, EXIF orientation applied, quality 82, written as
-// DIR/<stem>-small.jpg, DIR/<stem>-medium.jpg, DIR/<stem>-large.jpg (the names imghost uses).
+// For each input, sequentially: three variants, small/medium/large = 320/1024/2048 px on the
+// long edge, never upscaled, EXIF orientation applied, as JPEG (4:2:0, the default) or WebP
+// (effort 4, libwebp's default and imghost's) at quality Q (default 82), written as
+// DIR/<stem>-small.<ext>, -medium and -large (the names imghost uses).
 // One libvips thread, no libvips operation cache. Prints nothing but errors: timing is done from
 // outside, the same way for both tools.
 
@@ -18,22 +19,30 @@ const VARIANTS = [
   ['medium', 1024],
   ['large', 2048],
 ];
-const QUALITY = 82;
+const FORMATS = { jpeg: 'jpg', webp: 'webp' };
 
 function usage(message) {
   if (message) console.error(`sharp-resize: ${message}`);
-  console.error('usage: node bench/sharp-resize.mjs --out DIR FILE...');
+  console.error('usage: node bench/sharp-resize.mjs --out DIR [--format jpeg|webp] [--quality Q] FILE...');
   process.exit(2);
 }
 
 function parseArgs(argv) {
   let out;
+  let format = 'jpeg';
+  let quality = 82;
   const files = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--out') {
       if (i + 1 >= argv.length) usage('--out needs a directory');
       out = argv[++i];
+    } else if (arg === '--format') {
+      format = argv[++i];
+      if (!(format in FORMATS)) usage('--format is jpeg or webp');
+    } else if (arg === '--quality') {
+      quality = Number(argv[++i]);
+      if (!(quality >= 1 && quality <= 100)) usage('--quality is 1 to 100');
     } else if (arg.startsWith('--out=')) {
       out = arg.slice('--out='.length);
     } else if (arg === '--') {
@@ -49,11 +58,11 @@ function parseArgs(argv) {
   }
   if (!out) usage('--out DIR is required');
   if (files.length === 0) usage('no input files');
-  return { out, files };
+  return { out, files, format, quality };
 }
 
 async function main() {
-  const { out, files } = parseArgs(process.argv.slice(2));
+  const { out, files, format, quality } = parseArgs(process.argv.slice(2));
   sharp.concurrency(1);
   sharp.cache(false);
   await mkdir(out, { recursive: true });
@@ -61,13 +70,12 @@ async function main() {
   for (const file of files) {
     const stem = path.basename(file, path.extname(file));
     for (const [name, size] of VARIANTS) {
-      const dest = path.join(out, `${stem}-${name}.jpg`);
+      const dest = path.join(out, `${stem}-${name}.${FORMATS[format]}`);
       try {
-        await sharp(file)
-          .rotate()
-          .resize(size, size, { fit: 'inside', withoutEnlargement: true })
-          .jpeg({ quality: QUALITY })
-          .toFile(dest);
+        const resized = sharp(file).rotate().resize(size, size, { fit: 'inside', withoutEnlargement: true });
+        const encoded =
+          format === 'webp' ? resized.webp({ quality: Math.round(quality), effort: 4 }) : resized.jpeg({ quality });
+        await encoded.toFile(dest);
       } catch (err) {
         throw new Error(`${file} -> ${dest}: ${err.message}`);
       }

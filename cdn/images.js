@@ -5,7 +5,13 @@ import cf from 'cloudfront';
 // one CloudFront request:
 //
 //   /i/{id}[.{ext}]               -> origin `originals`         (the bucket under originals/)
-//   /i/{id}[.{ext}]?size={size}   -> origin group `variants-{size}`, failing over to `originals`
+//   /i/{id}[.{ext}]?size={size}   -> origin group `variants-{size}[-{format}]`, failing over
+//                                    to `originals`
+//
+// A variant's format is the extension's when it names one (`.webp` a modern one, `.jpg`, `.png`
+// and `.gif` the classic one), else the best modern format the `Accept` header names, else the
+// classic one: `media::variants::negotiate` in the Rust code, checked on one table of cases
+// (negotiation.json).
 //
 // In both cases the path sent to the origin is `/{id}`: the bucket's keys are
 // `originals/{id}` and `variants/{size}/{id}` (see `images::Layout` in the Rust code), so an
@@ -15,17 +21,17 @@ import cf from 'cloudfront';
 // Only what changes the answer reaches the cache key: the path and a normalised `size` (the
 // behaviour's cache policy keys on that query parameter alone). The same function runs on the
 // viewer response, where it shortens how long browsers keep a variant: the edge may have
-// stored the original in its place (see `VARIANT_BROWSER_CACHE`).
+// stored the original in its place (see `VARIANT_BROWSER_CACHE`), and says it varies by
+// `Accept`.
 
 // An image id: 8 characters of URL-safe base64 (`secret::is_image_id`).
 const ID = /^[A-Za-z0-9_-]{8}$/;
 // The extensions `/i/` accepts (`media::Format::from_ext`, compared without case).
 const EXTENSIONS = ['jpg', 'jpeg', 'png', 'gif', 'webp'];
 const SIZES = ['small', 'medium', 'large'];
-// Variant formats chosen by `Accept`, best first, that have an origin of their own
-// (`variants-{size}-{format}`). None are made yet, so every viewer gets the stored format;
-// when WebP or AVIF variants exist, listing them here is the whole change on this side.
-const MODERN_FORMATS = [];
+// Variant formats chosen by the extension or `Accept`, best first, each with an origin of its
+// own (`variants-{size}-{format}`): `media::variants::MODERN_FORMATS` in the Rust code.
+const MODERN_FORMATS = ['webp'];
 // Browsers keep a variant this long, not a year: until the resize worker has made it, the
 // edge stores the original in its place, for at most the cache policy's maximum TTL (also an
 // hour), and neither copy should outlive that.
@@ -64,6 +70,7 @@ function viewerResponse(event) {
   const served = response.statusCode < 300 || response.statusCode === 304;
   if (served && SIZES.indexOf(size.split('-')[0]) >= 0) {
     response.headers['cache-control'] = { value: VARIANT_BROWSER_CACHE };
+    response.headers['vary'] = { value: 'accept' };
   }
   return response;
 }
@@ -85,10 +92,18 @@ function route(uri, querystring, accept) {
   if (SIZES.indexOf(size) < 0) {
     return { status: 422, error: 'bad_size', message: 'size must be small, medium or large' };
   }
-  const format = preferredFormat(accept, MODERN_FORMATS);
+  const format = variantFormat(ext, accept);
   const variants = format ? 'variants-' + size + '-' + format : 'variants-' + size;
   const query = { size: { value: format ? size + '-' + format : size } };
   return { uri: '/' + id, querystring: query, originGroup: [variants, 'originals'] };
+}
+
+// The modern format of a variant, or null for the classic one.
+function variantFormat(ext, accept) {
+  if (ext !== null) {
+    return MODERN_FORMATS.indexOf(ext) >= 0 ? ext : null;
+  }
+  return preferredFormat(accept, MODERN_FORMATS);
 }
 
 // The first of `offered` that `accept` names with a quality above zero, or null. Only explicit

@@ -27,9 +27,13 @@ const CASES = [
   [`/i/${ID}.gif`, '', [`originals/${ID}`]],
   [`/i/${ID}.jpg?size=original`, '', [`originals/${ID}`]],
   [`/i/${ID}.jpg?size=`, '', [`originals/${ID}`]],
-  [`/i/${ID}?size=small`, CHROME, [`variants/small/${ID}`, `originals/${ID}`]],
-  [`/i/${ID}?size=medium`, SAFARI, [`variants/medium/${ID}`, `originals/${ID}`]],
+  [`/i/${ID}?size=small`, CHROME, [`variants/small-webp/${ID}`, `originals/${ID}`]],
+  [`/i/${ID}?size=medium`, SAFARI, [`variants/medium-webp/${ID}`, `originals/${ID}`]],
+  [`/i/${ID}?size=medium`, OLD, [`variants/medium/${ID}`, `originals/${ID}`]],
   [`/i/${ID}.jpg?size=large`, OLD, [`variants/large/${ID}`, `originals/${ID}`]],
+  // An explicit extension wins over Accept, both ways.
+  [`/i/${ID}.jpg?size=large`, CHROME, [`variants/large/${ID}`, `originals/${ID}`]],
+  [`/i/${ID}.WEBP?size=large`, OLD, [`variants/large-webp/${ID}`, `originals/${ID}`]],
   // Parameters that do not change the answer are dropped, so they cannot split the cache.
   [`/i/${ID}?size=small&utm_source=chat&v=2`, '', [`variants/small/${ID}`, `originals/${ID}`]],
   // A repeated size counts once, the first, as the Rust server reads it.
@@ -74,17 +78,32 @@ for (const [url, accept, want] of CASES) {
   });
 }
 
-test('Accept does not split the cache while no modern variants are made', () => {
-  // Given the same variant URL from browsers that accept different formats,
-  const seen = new Set();
-  for (const accept of [CHROME, SAFARI, OLD, '', 'image/webp', 'image/avif;q=0.9']) {
+test('the same variant URL reaches one cache key per format, whatever else Accept says', () => {
+  // Given the same variant URL from browsers with different Accept headers,
+  const seen = new Map();
+  for (const accept of [CHROME, SAFARI, OLD, '', 'image/webp', 'image/webp;q=0.9, image/png']) {
     fn.reset();
     const out = fn.handler(viewerRequest(`/i/${ID}?size=small`, { accept }));
-    // then every one is the same request to the same origins.
-    seen.add(JSON.stringify([out.uri, out.querystring, fn.calls]));
+    seen.set(JSON.stringify([out.uri, out.querystring]), fn.calls[0].createRequestOriginGroup.originIds);
   }
-  assert.equal(seen.size, 1, [...seen].join('\n'));
+  // then there are two requests, WebP's and the classic one, each to its own origin.
+  assert.deepEqual([...seen.entries()].sort(), [
+    [JSON.stringify([`/${ID}`, { size: { value: 'small' } }]), ['variants-small', 'originals']],
+    [JSON.stringify([`/${ID}`, { size: { value: 'small-webp' } }]), ['variants-small-webp', 'originals']],
+  ]);
 });
+
+// The table the Rust server's `media::variants::negotiate` is also checked on.
+const NEGOTIATION = JSON.parse(readFileSync(new URL('negotiation.json', import.meta.url), 'utf8')).cases;
+
+for (const [ext, accept, want] of NEGOTIATION) {
+  test(`a variant with extension ${ext} and Accept ${JSON.stringify((accept || '').slice(0, 40))} is ${want}`, () => {
+    fn.reset();
+    const url = `/i/${ID}${ext ? '.' + ext : ''}?size=medium`;
+    const out = fn.handler(viewerRequest(url, accept === null ? {} : { accept }));
+    assert.equal(out.querystring.size.value, want ? `medium-${want}` : 'medium');
+  });
+}
 
 // [Accept, formats offered best first, format chosen]
 const FORMAT_CASES = [
@@ -113,39 +132,26 @@ for (const [accept, offered, want] of FORMAT_CASES) {
   });
 }
 
-test('a modern variant, once offered, is its own origin and its own cache key', () => {
-  // Given the function with WebP variants offered,
-  const offerWebp = (source) => source.replace('const MODERN_FORMATS = [];', "const MODERN_FORMATS = ['webp'];");
-  const withWebp = load('images.js', offerWebp);
-  assert.notEqual(withWebp.source, fn.source, 'the MODERN_FORMATS line moved; update this test');
-  const run = (accept) => {
-    withWebp.reset();
-    const request = withWebp.handler(viewerRequest(`/i/${ID}?size=small`, { accept }));
-    return { query: request.querystring, originIds: withWebp.calls[0].createRequestOriginGroup.originIds };
-  };
-  // when a browser that takes WebP and one that does not ask for the same variant,
-  const webp = run(CHROME);
-  const plain = run(OLD);
-  // then they reach different origins under different cache keys, both falling back to the original.
-  assert.deepEqual(webp, { query: { size: { value: 'small-webp' } }, originIds: ['variants-small-webp', 'originals'] });
-  assert.deepEqual(plain, { query: { size: { value: 'small' } }, originIds: ['variants-small', 'originals'] });
-});
-
-test('browsers keep a variant for an hour and an original for as long as the bucket says', () => {
+test('browsers keep a variant for an hour, by Accept, and an original for as long as the bucket says', () => {
   // Given responses from the bucket, marked immutable,
   const immutable = () => ({ statusCode: 200, headers: { 'cache-control': { value: 'public, max-age=31536000, immutable' } } });
   const respond = (url, response) => {
     const event = viewerRequest(url);
     event.context.eventType = 'viewer-response';
     event.response = response;
-    return fn.handler(event).headers['cache-control'].value;
+    const headers = fn.handler(event).headers;
+    return [headers['cache-control'].value, headers.vary ? headers.vary.value : null];
   };
-  // then a variant's answer, which may be the original standing in, is kept an hour,
-  assert.equal(respond(`/i/${ID}?size=small`, immutable()), 'public, max-age=3600');
-  assert.equal(respond(`/i/${ID}?size=medium`, { ...immutable(), statusCode: 304 }), 'public, max-age=3600');
-  // and the original's as the bucket says.
-  assert.equal(respond(`/i/${ID}.jpg`, immutable()), 'public, max-age=31536000, immutable');
-  assert.equal(respond(`/i/${ID}.jpg?size=original`, immutable()), 'public, max-age=31536000, immutable');
+  // then a variant's answer, which may be the original standing in, is kept an hour and
+  // varies by Accept,
+  const variant = ['public, max-age=3600', 'accept'];
+  assert.deepEqual(respond(`/i/${ID}?size=small`, immutable()), variant);
+  assert.deepEqual(respond(`/i/${ID}?size=medium-webp`, immutable()), variant);
+  assert.deepEqual(respond(`/i/${ID}?size=medium`, { ...immutable(), statusCode: 304 }), variant);
+  // and the original's is kept as the bucket says, the same for every browser.
+  const original = ['public, max-age=31536000, immutable', null];
+  assert.deepEqual(respond(`/i/${ID}.jpg`, immutable()), original);
+  assert.deepEqual(respond(`/i/${ID}.jpg?size=original`, immutable()), original);
 });
 
 test('the function fits CloudFront Functions\' 10 KB code limit', () => {

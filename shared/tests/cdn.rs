@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use imghost::images::{ImageRecord, Layout, State, VariantsStatus};
 use imghost::media::Format;
-use imghost::media::variants::Size;
+use imghost::media::variants::{Size, negotiate};
 use serde_json::Value;
 use support::template_facts as facts;
 
@@ -59,6 +59,7 @@ fn image_urls() -> Vec<String> {
     let mut urls = vec![format!("/i/{ID}"), format!("/i/{ID}.jpg"), format!("/i/{ID}.png?size=original")];
     urls.extend(Size::ALL.iter().map(|s| format!("/i/{ID}?size={}", s.name())));
     urls.extend(Size::ALL.iter().map(|s| format!("/i/{ID}.jpg?size={}&x=1", s.name())));
+    urls.extend(Size::ALL.iter().map(|s| format!("/i/{ID}.webp?size={}", s.name())));
     urls
 }
 
@@ -149,6 +150,8 @@ fn the_keys_the_edge_asks_for_are_the_keys_the_code_writes() {
         for url in [format!("/i/{ID}?size={}", size.name()), format!("/i/{ID}.jpg?size={}&x=1", size.name())] {
             assert_eq!(keys(&url), vec![image.variant_key(size, Format::Jpeg), image.original_key()], "{url}");
         }
+        let url = format!("/i/{ID}.webp?size={}", size.name());
+        assert_eq!(keys(&url), vec![image.variant_key(size, Format::Webp), image.original_key()], "{url}");
     }
     // The Node tests turn origins into keys with cdn/origins.json: it is the template's table.
     let text = std::fs::read_to_string(root().join("cdn/origins.json")).unwrap();
@@ -162,6 +165,22 @@ fn the_keys_the_edge_asks_for_are_the_keys_the_code_writes() {
         .map(|(id, o)| (id.clone(), o["path"].clone()))
         .collect();
     assert_eq!(table, template);
+}
+
+#[test]
+fn the_server_chooses_a_variants_format_as_the_edge_does() {
+    // Given the table of extensions and Accept headers the edge's function is tested on,
+    let text = std::fs::read_to_string(root().join("cdn/negotiation.json")).unwrap();
+    let table: Value = serde_json::from_str(&text).unwrap();
+    let cases = table["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20, "the table lost its cases");
+    for case in cases {
+        let ext = case[0].as_str().map(|e| Format::from_ext(e).unwrap_or_else(|| panic!("{case}")));
+        // when the server negotiates,
+        let got = negotiate(ext, case[1].as_str());
+        // then it picks the same format.
+        assert_eq!(got.map(Format::name), case[2].as_str(), "{case}");
+    }
 }
 
 #[test]

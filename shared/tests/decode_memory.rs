@@ -93,7 +93,7 @@ fn measure(path: &str) {
     let cost = imghost::media::inspect(&bytes).unwrap().facts.decode_cost;
     let before = vm_hwm_bytes();
     let variants = imghost::media::variants::make_variants(&bytes, 1).unwrap();
-    assert_eq!(variants.len(), 3);
+    assert_eq!(variants.len(), 2 * imghost::media::variants::Size::ALL.len());
     let peak = vm_hwm_bytes() - before;
     println!("MEASURED {peak} {cost}");
 }
@@ -106,6 +106,7 @@ fn making_variants_stays_within_the_estimated_cost() {
     let exe = std::env::current_exe().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut report = Vec::new();
+    let mut failures = Vec::new();
     for (i, (name, make)) in kinds().into_iter().enumerate() {
         // Given one image of this kind, decoded in a fresh process,
         let path = dir.path().join(i.to_string());
@@ -123,7 +124,10 @@ fn making_variants_stays_within_the_estimated_cost() {
         report.push(format!("{name}: peak {} MiB, estimate {} MiB", peak >> 20, cost >> 20));
         // when its variants are made, then the memory it took stays within the estimate the
         // decode budget reserved for it.
-        assert!(peak <= cost, "{name}: measured {peak} bytes over the estimate of {cost}");
+        if peak > cost {
+            failures.push(format!("{name}: measured {peak} bytes over the estimate of {cost}"));
+        }
     }
     eprintln!("{}", report.join("\n"));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

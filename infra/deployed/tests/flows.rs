@@ -160,13 +160,14 @@ async fn upload_resize_and_serve(stack: &Stack, f: &Functions, stored: &mut Stor
     // When S3 notifies resize of the new original,
     let answer = stack.notify(&f.resize, &original, "ObjectCreated:Put").await;
 
-    // then the three variants are in the bucket and images says every variant is ready.
+    // then the variants are in the bucket, each size as JPEG and as WebP, and images says
+    // every variant is ready.
     answer.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        variant_keys(stack, &id).await,
-        ["large", "medium", "small"].map(|s| format!("variants/{s}/{id}")).to_vec(),
-        "one object per variant"
-    );
+    let keys: Vec<String> = ["large", "medium", "small"]
+        .into_iter()
+        .flat_map(|s| [format!("variants/{s}-webp/{id}"), format!("variants/{s}/{id}")])
+        .collect();
+    assert_eq!(variant_keys(stack, &id).await, keys, "one object per variant and format");
     let view = ok(f.images.http(HttpRequest::get(&format!("/v1/images/{id}"))).await);
     assert_eq!(view.status, 200, "{}", view.text());
     let view = view.json();
@@ -189,6 +190,14 @@ async fn upload_resize_and_serve(stack: &Stack, f: &Functions, stored: &mut Stor
         assert_eq!((viewed.status, viewed.key.as_deref()), (200, Some(key.as_str())), "{url}");
         assert_eq!(viewed.content_type.as_deref(), Some("image/jpeg"));
         assert!(viewed.body.starts_with(&[0xFF, 0xD8]) && viewed.body.len() < stored_original.len(), "{url}");
+        // and the WebP one where the URL asks for it (a browser's Accept does the same at the
+        // edge, tested in cdn/).
+        let url = format!("/i/{id}.webp?size={size}");
+        let viewed = stack.view(&url).await;
+        let key = format!("variants/{size}-webp/{id}");
+        assert_eq!((viewed.status, viewed.key.as_deref()), (200, Some(key.as_str())), "{url}");
+        assert_eq!(viewed.content_type.as_deref(), Some("image/webp"));
+        assert!(viewed.body.starts_with(b"RIFF") && &viewed.body[8..12] == b"WEBP", "{url}");
     }
     // while the API has no route there: an image view never reaches a function.
     let r = ok(f.images.http(HttpRequest::get(&link)).await);

@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use imghost::fetch::Fetcher;
 use imghost::keepalive::loader::{DryRun, HttpsTransport, Transport};
+use imghost::media::Format;
 use imghost::state::{AdminSecret, LocalStorage};
 use imghost::store::{Delivery as Received, Queue};
 use imghost::workers::{self, Outcome};
@@ -396,9 +397,10 @@ async fn shutdown_signal() {
 }
 
 /// `imghost resize`: runs the production variant pipeline on files, one after another on one
-/// thread, writing `<stem>-small.jpg`, `-medium.jpg` and `-large.jpg` (or `.png` where there
-/// is transparency) into `out`.
-pub fn resize_files(files: &[PathBuf], out: &Path) -> Result<(), BoxError> {
+/// thread, writing `<stem>-small.<ext>`, `-medium` and `-large` into `out` in each of `formats`:
+/// `jpeg` (the classic variant: PNG where there is transparency) and `webp`, at the qualities
+/// the service uses. The benchmark times one format at a time against sharp.
+pub fn resize_files(files: &[PathBuf], out: &Path, formats: &[Format]) -> Result<(), BoxError> {
     use imghost::media::{self, exif, variants};
     std::fs::create_dir_all(out)?;
     for file in files {
@@ -407,11 +409,24 @@ pub fn resize_files(files: &[PathBuf], out: &Path) -> Result<(), BoxError> {
             return Err(format!("{}: not a JPEG, PNG, GIF or WebP", file.display()).into());
         }
         let orientation = exif::read(&bytes).effective_orientation();
-        let made = variants::make_variants(&bytes, orientation)
-            .map_err(|e| BoxError::from(format!("{}: {e}", file.display())))?;
         let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
-        for v in made {
-            std::fs::write(out.join(format!("{stem}-{}.{}", v.size.name(), v.format.ext())), &v.bytes)?;
+        let failed = |e: &dyn std::fmt::Display| BoxError::from(format!("{}: {e}", file.display()));
+        let mut written = Vec::new();
+        variants::render(&bytes, orientation, |size, upright| {
+            for &format in formats {
+                let (format, quality) = match format {
+                    Format::Webp => (Format::Webp, variants::WEBP_QUALITY),
+                    _ if upright.color().has_alpha() => (Format::Png, 100.0),
+                    _ => (Format::Jpeg, f32::from(variants::JPEG_QUALITY)),
+                };
+                let encoded = variants::encode(upright, format, quality)?;
+                written.push((format!("{stem}-{}.{}", size.name(), format.ext()), encoded));
+            }
+            Ok(())
+        })
+        .map_err(|e| failed(&e))?;
+        for (name, encoded) in written {
+            std::fs::write(out.join(name), encoded)?;
         }
     }
     Ok(())

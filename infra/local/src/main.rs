@@ -3,7 +3,8 @@
 //! - `imghost serve [--addr 127.0.0.1:3000] [--data ./data] [--web-dir shared/web]` serves every
 //!   route of every function, the web pages among them, and runs the workers in-process. Its
 //!   HTTP front door's timeouts and connection cap have flags too (`imghost serve --help`).
-//! - `imghost resize FILE... --out DIR` runs the production variant pipeline on files.
+//! - `imghost resize FILE... --out DIR [--formats jpeg,webp]` runs the production variant
+//!   pipeline on files.
 //! - `imghost migrate --from DIR --to aws --bucket B --table T [--endpoint URL]` copies a data
 //!   directory into AWS, and `--from aws ... --to DIR` copies AWS into a data directory
 //!   (see `imghost_local::migrate`).
@@ -75,9 +76,11 @@ enum Command {
         #[arg(long)]
         rate: Option<u32>,
     },
-    /// Move images stored before keys were named by id and size alone (`originals/<id>.<ext>`)
-    /// to the keys the CDN serves (`originals/<id>`, `variants/<size>/<id>`). Idempotent and
-    /// resumable; images whose variants are still being made are counted as "later".
+    /// Bring stored images up to what the CDN serves: move images stored before keys were named
+    /// by id and size alone (`originals/<id>.<ext>`) to `originals/<id>` and
+    /// `variants/<size>/<id>`, then remake the variants of images made before WebP variants
+    /// existed. Idempotent and resumable; images whose variants are still being made are
+    /// counted as "later".
     Relayout {
         /// A data directory, or `aws`.
         place: String,
@@ -97,7 +100,19 @@ enum Command {
         files: Vec<PathBuf>,
         #[arg(long)]
         out: PathBuf,
+        /// The formats to write, comma-separated: `jpeg` (the classic variant: PNG where there
+        /// is transparency) and `webp`.
+        #[arg(long, value_delimiter = ',', default_value = "jpeg,webp", value_parser = parse_variant_format)]
+        formats: Vec<imghost::media::Format>,
     },
+}
+
+fn parse_variant_format(name: &str) -> Result<imghost::media::Format, String> {
+    use imghost::media::Format;
+    match Format::from_name(name) {
+        Some(f @ (Format::Jpeg | Format::Webp)) => Ok(f),
+        _ => Err(format!("{name}: the variant formats are jpeg and webp")),
+    }
 }
 
 /// The front door's timeouts and connection cap; the defaults are [`Limits::default`]'s.
@@ -166,7 +181,7 @@ async fn main() -> Result<(), BoxError> {
             };
             imghost_local::serve(opts).await
         }
-        Command::Resize { files, out } => imghost_local::resize_files(&files, &out),
+        Command::Resize { files, out, formats } => imghost_local::resize_files(&files, &out, &formats),
         Command::Relayout { place, bucket, table, endpoint } => {
             use imghost_local::migrate::{Place, Stores};
             let place = match place.as_str() {
@@ -176,8 +191,10 @@ async fn main() -> Result<(), BoxError> {
             let stores = Stores::open(&place, false).await?;
             let app = imghost::App::builder(stores.table.clone(), stores.objects.clone()).build();
             let report = imghost::images::adopt_bare_layout_everywhere(&app).await?;
+            // Then every image gets each variant format the CDN may ask for.
+            let remade = imghost::workers::resize::remake_outdated_everywhere(&app).await?;
             println!(
-                "moved {}, already in place {}, to run again for {}",
+                "moved {}, already in place {}, to run again for {}; variants remade {remade}",
                 report.moved, report.already_bare, report.later
             );
             Ok(())

@@ -67,7 +67,15 @@ async fn named_image(server: Server) -> (tempfile::TempDir, String, Vec<(String,
         local.objects.put(named, object.bytes, &object.content_type).await.unwrap();
         local.objects.delete(bare).await.unwrap();
     }
-    local.table.update(&format!("IMG#{id}"), "META", Update::new().remove("layout"), None).await.unwrap();
+    // Images of that time had JPEG variants only.
+    for size in SIZES {
+        local.objects.delete(&format!("variants/{size}-webp/{id}")).await.unwrap();
+    }
+    let app = local.app().build();
+    let record = imghost::images::get(&app, &id).await.unwrap().unwrap();
+    let jpeg_only: Vec<_> = record.variant_info.iter().filter(|v| v.format == imghost::media::Format::Jpeg).collect();
+    let update = Update::new().remove("layout").set("variant_info", serde_json::to_string(&jpeg_only).unwrap());
+    local.table.update(&format!("IMG#{id}"), "META", update, None).await.unwrap();
     (data, id, moves)
 }
 
@@ -127,7 +135,8 @@ async fn relayout_moves_named_images_to_the_keys_the_cdn_serves_once() {
     let printed = relayout(data.path());
 
     // then it moved the one and left the other,
-    assert_eq!(printed.trim(), "moved 1, already in place 1, to run again for 0");
+    // and made the WebP variants it lacked,
+    assert_eq!(printed.trim(), "moved 1, already in place 1, to run again for 0; variants remade 1");
     // the named image's objects are under bare keys with the same bytes and types, and none is
     // left under a named key,
     let local = imghost::state::LocalStorage::open(data.path()).unwrap();
@@ -150,8 +159,12 @@ async fn relayout_moves_named_images_to_the_keys_the_cdn_serves_once() {
     assert_eq!((status, body), (200, before[0].bytes.clone()));
     let (status, _, body) = body_of(&server, &format!("/i/{id}?size=small")).await;
     assert_eq!((status, body), (200, before[1].bytes.clone()));
+    for size in SIZES {
+        let (status, content_type, _) = body_of(&server, &format!("/i/{id}.webp?size={size}")).await;
+        assert_eq!((status, content_type.as_deref()), (200, Some("image/webp")), "{size}");
+    }
     let data = server.stop_when_idle().await;
 
-    // When it runs again, it moves nothing.
-    assert_eq!(relayout(data.path()).trim(), "moved 0, already in place 2, to run again for 0");
+    // When it runs again, it moves and remakes nothing.
+    assert_eq!(relayout(data.path()).trim(), "moved 0, already in place 2, to run again for 0; variants remade 0");
 }

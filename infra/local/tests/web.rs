@@ -120,6 +120,11 @@ async fn photos_chosen_in_the_file_picker_are_uploaded_and_their_variants_shown(
             image["variants"]["small"]["height"].as_u64().unwrap(),
         );
         assert_eq!(size, expected);
+        // The browser, which takes WebP, was given the WebP variant (the resource timing entry
+        // records the type the server answered).
+        let script = "return performance.getEntriesByName(arguments[0]).map((e) => e.contentType);";
+        let types = page.eval(script, vec![json!(url)]).await;
+        assert_eq!(types.as_array().and_then(|t| t.last()), Some(&json!("image/webp")), "{types}");
         assert_eq!(page.find(small).await.attr("aria-pressed").await.unwrap().as_deref(), Some("true"));
         page.screenshot("upload-and-view-small-variant").await;
 

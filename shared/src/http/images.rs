@@ -12,7 +12,7 @@ use super::{Admin, BaseUrl, Params, is_admin};
 use crate::error::{Error, Refusal, Result};
 use crate::images::{self, ImageView};
 use crate::media::Format;
-use crate::media::variants::Size;
+use crate::media::variants::{self, Size};
 use crate::state::App;
 
 /// Cache lifetime of content that never changes under its URL.
@@ -79,31 +79,36 @@ async fn serve_image(
     Params(params): Params,
 ) -> Result<Response> {
     let (id, ext) = match file.split_once('.') {
-        Some((id, ext)) => (id, Some(ext)),
+        Some((id, ext)) => (id, Some(Format::from_ext(ext).ok_or_else(|| Error::not_found("image"))?)),
         None => (file.as_str(), None),
     };
-    if ext.is_some_and(|e| Format::from_ext(e).is_none()) {
-        return Err(Error::not_found("image"));
-    }
     let size = match params.get("size").map(String::as_str) {
         None | Some("") | Some("original") => None,
         Some(s) => Some(
             Size::parse(s).ok_or_else(|| Error::unprocessable("bad_size", "size must be small, medium or large"))?,
         ),
     };
-    let opened = images::open(&app, id, size).await?;
+    // A variant's format follows the extension or, without one, the Accept header; the
+    // original is served as stored.
+    let modern = size.and_then(|_| variants::negotiate(ext, headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())));
+    let opened = images::open(&app, id, size, modern).await?;
     let cache = match (&opened.variant, size) {
         (None, Some(_)) => FALLBACK,
         _ => IMMUTABLE,
     };
     let format = opened.format();
     let etag = opened.etag();
-    let common = [
+    let mut common = vec![
         (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
         (header::ETAG, HeaderValue::from_str(&etag).map_err(Error::internal)?),
         (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
         (header::HeaderName::from_static("x-content-type-options"), HeaderValue::from_static("nosniff")),
     ];
+    if size.is_some() {
+        // Caches must keep one answer per Accept: a WebP body is not for every browser.
+        common.push((header::VARY, HeaderValue::from_static("accept")));
+    }
+    let common = axum::response::AppendHeaders(common);
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

@@ -117,7 +117,7 @@ impl Opened {
 
     /// Strong validator for HTTP caching: content never changes under one key.
     pub fn etag(&self) -> String {
-        self.record.etag(self.variant.as_ref().map(|v| v.size))
+        self.record.etag(self.variant.as_ref())
     }
 
     /// Streams `range` of the bytes (end exclusive; all when `None`) from the object store, one
@@ -152,10 +152,12 @@ impl Opened {
     }
 }
 
-/// Opens an active image for serving at `size` (`None` for the original). Where the process
+/// Opens an active image for serving at `size` (`None` for the original), in the `modern`
+/// format when one was chosen and that variant is made (see
+/// [`crate::media::variants::negotiate`]). Where the process
 /// keeps records in memory, an image whose variants are settled is read from there: nothing
 /// about it changes until it is deleted, which drops it ([`forget`]).
-pub async fn open(app: &App, id: &str, size: Option<Size>) -> Result<Opened> {
+pub async fn open(app: &App, id: &str, size: Option<Size>, modern: Option<Format>) -> Result<Opened> {
     let cache = app.records.as_ref();
     let record = match cache.and_then(|c| c.get::<ImageRecord>(&cache_key(id))) {
         Some(record) => record,
@@ -167,7 +169,7 @@ pub async fn open(app: &App, id: &str, size: Option<Size>) -> Result<Opened> {
             record
         }
     };
-    let variant = size.and_then(|s| record.variant(s)).cloned();
+    let variant = size.and_then(|s| record.variant_in(s, modern)).cloned();
     let key = match &variant {
         Some(v) => record.variant_key(v.size, v.format),
         None => record.original_key(),

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::media::Format;
 use crate::media::exif::Metadata;
-use crate::media::variants::Size;
+use crate::media::variants::{self, Size};
 use crate::stats::{self, Facts};
 use crate::store::Item;
 
@@ -49,8 +49,12 @@ impl Layout {
         }
     }
 
+    /// A size's modern variant (WebP) has a prefix of its own, `variants/<size>-<format>/`, so
+    /// the CDN finds it from the size and the format it chose by `Accept`; the classic one (JPEG
+    /// or PNG) has the size's.
     fn variant_key(self, id: &str, size: Size, format: Format) -> String {
         match self {
+            Layout::Bare if variants::is_modern(format) => format!("variants/{}-{}/{id}", size.name(), format.name()),
             Layout::Bare => format!("variants/{}/{id}", size.name()),
             Layout::Named => format!("variants/{id}/{}.{}", size.name(), format.ext()),
         }
@@ -218,8 +222,8 @@ impl ImageRecord {
     /// Every key a variant of this image can have, whatever format it was made in.
     pub fn possible_variant_keys(&self) -> Vec<String> {
         let formats: &[Format] = match self.layout {
-            Layout::Bare => &[Format::Jpeg],
-            Layout::Named => &[Format::Jpeg, Format::Png],
+            Layout::Bare => &[Format::Jpeg, Format::Webp],
+            Layout::Named => &[Format::Jpeg, Format::Png, Format::Webp],
         };
         Size::ALL.iter().flat_map(|&size| formats.iter().map(move |&f| self.variant_key(size, f))).collect()
     }
@@ -229,17 +233,33 @@ impl ImageRecord {
         Facts { format: self.format, bytes: self.bytes, camera: stats::camera_label(self.meta.camera_model.as_deref()) }
     }
 
-    /// The stored variant of `size`, if the variants are ready.
+    /// The classic variant of `size` (JPEG, or PNG with transparency), if the variants are
+    /// ready.
     pub fn variant(&self, size: Size) -> Option<&VariantInfo> {
-        if self.variants != VariantsStatus::Ready {
-            return None;
-        }
-        self.variant_info.iter().find(|v| v.size == size)
+        self.made_variants().find(|v| v.size == size && !variants::is_modern(v.format))
     }
 
-    /// Strong validator for HTTP caching: content never changes under one key.
-    pub fn etag(&self, size: Option<Size>) -> String {
-        let which = size.map_or("original", Size::name);
-        format!("\"{}-{which}\"", &self.hash[..16.min(self.hash.len())])
+    /// The variant of `size` in `modern` format (WebP), else the classic one. Images whose
+    /// variants were made before WebP have only the classic one.
+    pub fn variant_in(&self, size: Size, modern: Option<Format>) -> Option<&VariantInfo> {
+        modern
+            .and_then(|f| self.made_variants().find(|v| v.size == size && v.format == f))
+            .or_else(|| self.variant(size))
+    }
+
+    /// Every made variant, each size in each of its formats.
+    pub fn made_variants(&self) -> impl Iterator<Item = &VariantInfo> {
+        self.variant_info.iter().filter(|_| self.variants == VariantsStatus::Ready)
+    }
+
+    /// Strong validator for HTTP caching: content never changes under one key. A modern variant
+    /// has its own, so a cache never takes a WebP body for the JPEG it holds.
+    pub fn etag(&self, variant: Option<&VariantInfo>) -> String {
+        let hash = &self.hash[..16.min(self.hash.len())];
+        match variant {
+            None => format!("\"{hash}-original\""),
+            Some(v) if variants::is_modern(v.format) => format!("\"{hash}-{}-{}\"", v.size.name(), v.format.name()),
+            Some(v) => format!("\"{hash}-{}\"", v.size.name()),
+        }
     }
 }

@@ -6,6 +6,8 @@ use super::ingest::Stored;
 use super::record::{ImageRecord, VariantsStatus};
 use crate::media::variants::Size;
 
+/// One size of an image: `url` gets the best format the browser accepts; `formats` lists each
+/// format it is made in, with a URL that always gets that one.
 #[derive(Debug, Serialize)]
 pub struct VariantView {
     pub status: VariantsStatus,
@@ -14,6 +16,15 @@ pub struct VariantView {
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    pub formats: Vec<VariantFormatView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VariantFormatView {
+    pub format: &'static str,
+    pub mime: &'static str,
+    pub url: String,
+    pub bytes: u64,
 }
 
 /// The public metadata of an image. GPS is deliberately absent.
@@ -49,11 +60,22 @@ impl ImageView {
                     (None, VariantsStatus::Failed) => VariantsStatus::Failed,
                     _ => VariantsStatus::Pending,
                 };
+                let formats = r
+                    .made_variants()
+                    .filter(|v| v.size == size)
+                    .map(|v| VariantFormatView {
+                        format: v.format.name(),
+                        mime: v.format.mime(),
+                        url: format!("{base}/i/{}.{}?size={}", r.id, v.format.ext(), size.name()),
+                        bytes: v.bytes,
+                    })
+                    .collect();
                 let view = VariantView {
                     status,
                     url: format!("{base}/i/{}?size={}", r.id, size.name()),
                     width: made.map(|v| v.width),
                     height: made.map(|v| v.height),
+                    formats,
                 };
                 (size.name(), view)
             })

@@ -4,14 +4,16 @@
 //! and decodes with the decoder's own allocation limit set to that cost.
 //!
 //! The output is always 8-bit RGB or RGBA: 16-bit samples are reduced and palettes expanded
-//! while decoding (not after), so the largest buffer is the one the variants need.
+//! while decoding (not after), so the largest buffer is the one the variants need. Beside the
+//! pixels comes the colour space they are in ([`colour::Space`]); the pixels are not converted
+//! here, since converting after the first resize costs a fraction of it.
 
 use std::io::Cursor;
 use std::sync::{Condvar, Mutex};
 
 use image::{DynamicImage, ImageDecoder};
 
-use super::{Facts, Format, MediaError, inspect, limits};
+use super::{Facts, Format, MediaError, colour, inspect, limits};
 
 /// Why a decode did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,8 @@ pub enum DecodeError {
 /// Decoded pixels, holding their share of the decode budget until dropped.
 pub struct Decoded {
     pub image: DynamicImage,
+    /// What the pixels' values mean; sRGB unless the file says otherwise.
+    pub colour: colour::Space,
     pub facts: Facts,
     permit: Permit,
 }
@@ -37,8 +41,8 @@ pub struct Decoded {
 impl Decoded {
     /// Splits the pixels from their share of the budget, for a pipeline that turns them into
     /// other buffers and must keep the share until it is done.
-    pub fn into_parts(self) -> (DynamicImage, Permit) {
-        (self.image, self.permit)
+    pub fn into_parts(self) -> (DynamicImage, colour::Space, Permit) {
+        (self.image, self.colour, self.permit)
     }
 }
 
@@ -51,12 +55,12 @@ pub fn decode(bytes: &[u8], max_cost: u64) -> Result<Decoded, DecodeError> {
         return Err(DecodeError::OverLimit { cost: facts.decode_cost, limit });
     }
     let permit = BUDGET.acquire(facts.decode_cost);
-    let image = match facts.format {
+    let (image, colour) = match facts.format {
         Format::Jpeg | Format::Webp => decode_with_image(bytes, facts),
         Format::Png => decode_png(bytes, facts),
-        Format::Gif => decode_gif(bytes, facts),
+        Format::Gif => decode_gif(bytes, facts).map(|image| (image, colour::Space::Srgb)),
     }?;
-    Ok(Decoded { image, facts, permit })
+    Ok(Decoded { image, colour, facts, permit })
 }
 
 fn failed(e: impl std::fmt::Display) -> DecodeError {
@@ -64,20 +68,22 @@ fn failed(e: impl std::fmt::Display) -> DecodeError {
 }
 
 /// JPEG (zune-jpeg) and WebP (image-webp) through the `image` crate, with its allocation limit.
-fn decode_with_image(bytes: &[u8], facts: Facts) -> Result<DynamicImage, DecodeError> {
+/// CMYK and YCCK JPEGs come out as RGB, their inks converted the way Adobe stores them
+/// (inverted, as every CMYK JPEG in circulation is).
+fn decode_with_image(bytes: &[u8], facts: Facts) -> Result<(DynamicImage, colour::Space), DecodeError> {
     let mut image_limits = image::Limits::default();
     image_limits.max_alloc = Some(facts.decode_cost);
-    let image = if facts.format == Format::Jpeg {
-        let mut d = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes)).map_err(failed)?;
-        d.set_limits(image_limits).map_err(failed)?;
-        DynamicImage::from_decoder(d)
-    } else {
-        let mut d = image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).map_err(failed)?;
-        d.set_limits(image_limits).map_err(failed)?;
-        DynamicImage::from_decoder(d)
+    fn read(mut d: impl ImageDecoder, limits: image::Limits) -> Result<(DynamicImage, colour::Space), DecodeError> {
+        d.set_limits(limits).map_err(failed)?;
+        let colour = d.icc_profile().ok().flatten().map_or(colour::Space::Srgb, |icc| colour::Space::from_icc(&icc));
+        let image = DynamicImage::from_decoder(d).map_err(failed)?;
+        Ok((normalise(image), colour))
     }
-    .map_err(failed)?;
-    Ok(normalise(image))
+    if facts.format == Format::Jpeg {
+        read(image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes)).map_err(failed)?, image_limits)
+    } else {
+        read(image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).map_err(failed)?, image_limits)
+    }
 }
 
 /// Makes any decoded image 8-bit RGB or RGBA.
@@ -91,13 +97,13 @@ fn normalise(image: DynamicImage) -> DynamicImage {
 
 /// PNG through the `png` crate directly: 16-bit samples are reduced to 8 and palettes and low
 /// bit depths expanded row by row, so no 16-bit frame is ever held.
-fn decode_png(bytes: &[u8], facts: Facts) -> Result<DynamicImage, DecodeError> {
+fn decode_png(bytes: &[u8], facts: Facts) -> Result<(DynamicImage, colour::Space), DecodeError> {
     let limit = usize::try_from(facts.decode_cost).unwrap_or(usize::MAX);
     let mut d = png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: limit });
     d.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     d.set_ignore_text_chunk(true);
-    d.set_ignore_iccp_chunk(true);
     let mut reader = d.read_info().map_err(failed)?;
+    let colour = colour::Space::from_png(reader.info());
     let size = reader.output_buffer_size().ok_or_else(|| failed("the PNG is too large"))?;
     let mut buf = vec![0u8; size];
     let info = reader.next_frame(&mut buf).map_err(failed)?;
@@ -113,7 +119,7 @@ fn decode_png(bytes: &[u8], facts: Facts) -> Result<DynamicImage, DecodeError> {
         png::ColorType::Rgba => DynamicImage::ImageRgba8(image::RgbaImage::from_raw(w, h, buf).ok_or_else(wrong)?),
         png::ColorType::Indexed => return Err(failed("the PNG palette was not expanded")),
     };
-    Ok(normalise(image))
+    Ok((normalise(image), colour))
 }
 
 /// GIF through the `gif` crate directly: the first frame's palette indices, painted onto a

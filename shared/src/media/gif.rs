@@ -241,10 +241,7 @@ pub(crate) fn inspect(b: &[u8]) -> Result<Facts, MediaError> {
         frames,
         frame_pixels,
         // The first frame's indices (1 byte a pixel) and the canvas (3 or 4).
-        decode_cost: first_frame_pixels
-            + canvas_bytes * canvas
-            + super::resize_cost(width, height)
-            + limits::DECODE_OVERHEAD,
+        decode_cost: super::pipeline_cost(first_frame_pixels + canvas_bytes * canvas, width, height, rgba),
         check_by_decoding: false,
     })
 }

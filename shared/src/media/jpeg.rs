@@ -481,10 +481,7 @@ fn decode_cost(frame: &Frame, file_len: usize) -> u64 {
             26 + 2 * samples_x8
         }
     };
-    pixels * per_pixel_x8 / 8
-        + super::resize_cost(frame.width, frame.height)
-        + file_len as u64
-        + limits::DECODE_OVERHEAD
+    super::pipeline_cost(pixels * per_pixel_x8 / 8 + file_len as u64, frame.width, frame.height, false)
 }
 
 /// The standard Huffman tables of ITU T.81 Annex K.3, as one DHT payload per table, in slot

@@ -7,6 +7,7 @@
 //! Ingest never holds decoded pixels; they are decoded in the background worker (and for a meme
 //! background), always through [`decode::decode`] and its memory budget.
 
+pub mod colour;
 pub mod decode;
 pub mod exif;
 pub(crate) mod gif;
@@ -144,6 +145,10 @@ pub mod limits {
     /// Memory a decode needs beyond what grows with its pixels: decoder state, tables, the
     /// encoders' buffers.
     pub const DECODE_OVERHEAD: u64 = 16 << 20;
+    /// What libwebp's lossless coder takes per pixel to encode the alpha plane of a
+    /// transparent WebP variant (its ARGB copy, hash chain and backward references), with room
+    /// to spare: `tests/decode_memory.rs` measured 163 MiB in all for a 2048 x 2048 variant.
+    pub const WEBP_ALPHA_BYTES_PER_PIXEL: u64 = 36;
     /// Memory all decodes of one process may hold at once. A decode waits for its share; an
     /// image whose decode alone would need more is refused at upload.
     pub const DECODE_BUDGET: u64 = 288 << 20;
@@ -254,12 +259,20 @@ pub fn verify_decodes(bytes: &[u8], facts: &Facts) -> Result<(), MediaError> {
     }
 }
 
-/// Memory the resize pipeline needs beside the decoded image while the first (largest) resize
-/// runs: the horizontal pass (the large size's width times the source height) and the large
-/// result, at 4 bytes a pixel. Later steps work on the large result after the source is gone.
-pub(crate) fn resize_cost(width: u32, height: u32) -> u64 {
+/// The most memory making the variants takes, given what the decode alone takes (`decode`): the
+/// larger of its two phases, plus the fixed overhead.
+/// - Decoding and the first resize: the decoded image, the horizontal pass (the large size's
+///   width times the source height) and the large result, at 4 bytes a pixel.
+/// - Encoding, once the full-size pixels are freed: the large result, its upright copy and the
+///   encoders' buffers. libwebp's lossless coder, which WebP uses for an alpha plane, is the
+///   largest of those ([`limits::WEBP_ALPHA_BYTES_PER_PIXEL`]); `alpha` says whether the file
+///   can have transparency at all.
+pub(crate) fn pipeline_cost(decode: u64, width: u32, height: u32, alpha: bool) -> u64 {
     let (tw, th) = variants::fit_inside(width, height, variants::Size::Large.long_edge());
-    4 * u64::from(tw) * u64::from(height) + 4 * u64::from(tw) * u64::from(th)
+    let first = decode + 4 * u64::from(tw) * u64::from(height) + 4 * u64::from(tw) * u64::from(th);
+    let per_pixel = 8 + if alpha { limits::WEBP_ALPHA_BYTES_PER_PIXEL } else { 0 };
+    let encode = per_pixel * u64::from(tw) * u64::from(th);
+    first.max(encode) + limits::DECODE_OVERHEAD
 }
 
 #[cfg(test)]

@@ -555,7 +555,8 @@ fn decode_cost(header: &Header, trns: bool) -> u64 {
         _ => 4,
     };
     let rows = 2 * header.row_bytes(u64::from(header.width));
-    pixels * decoded + rows + super::resize_cost(header.width, header.height) + limits::DECODE_OVERHEAD
+    let alpha = trns || matches!(header.color_type, 4 | 6);
+    super::pipeline_cost(pixels * decoded + rows, header.width, header.height, alpha)
 }
 
 /// Writes a chunk with its length and checksum.

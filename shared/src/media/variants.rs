@@ -5,9 +5,9 @@
 //! - Each size is resized from the next larger one (large from the original, medium from large,
 //!   small from medium), so only the first resize reads the full-resolution frame.
 //! - Orientation is applied after resizing, to the small result, rather than to the full frame.
-//! - Resizing uses `fast_image_resize` (SIMD convolution); JPEG encoding uses `jpeg-encoder`.
-
-use std::io::Cursor;
+//! - Resizing uses `fast_image_resize` (SIMD convolution); JPEG encoding uses `jpeg-encoder`,
+//!   WebP encoding libwebp.
+//! - Colour is converted to sRGB after the first resize, not at full resolution.
 
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -19,6 +19,11 @@ use super::{Format, decode};
 /// JPEG quality of every variant. 82 is where artefacts stop being visible on photos at these
 /// sizes while files stay small; sharp's benchmarks use the same value.
 pub const JPEG_QUALITY: u8 = 82;
+
+/// WebP quality of every variant: the value whose SSIM against the source matches the JPEG's
+/// at [`JPEG_QUALITY`] on the test photos (`scripts/bench quality`, figures in
+/// `docs/benchmarks.md`).
+pub const WEBP_QUALITY: f32 = 80.0;
 
 /// The variant sizes: the long edge in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,6 +56,53 @@ impl Size {
     pub fn parse(s: &str) -> Option<Size> {
         Size::ALL.into_iter().find(|z| z.name() == s)
     }
+}
+
+/// The formats a variant is also made in, chosen by the request's `Accept` header, best first.
+/// Each size is made in one of them and in its classic format, which every browser shows.
+pub const MODERN_FORMATS: [Format; 1] = [Format::Webp];
+
+/// Whether `format` is one of [`MODERN_FORMATS`] (a variant in it is the alternative to the
+/// classic one of its size).
+pub fn is_modern(format: Format) -> bool {
+    MODERN_FORMATS.contains(&format)
+}
+
+/// The modern format a request for a variant gets, or `None` for the classic one:
+/// - an explicit extension wins: `.webp` asks for WebP, `.jpg`, `.png` or `.gif` for the
+///   classic variant;
+/// - otherwise the first of [`MODERN_FORMATS`] that `accept` names with a quality above zero.
+///   Only explicit media types count: `*/*` and `image/*` are what browsers that decode
+///   neither WebP nor AVIF send. The header is read up to 1,024 bytes, which holds every
+///   browser's.
+///
+/// `cdn/images.js` makes the same choice at the edge (a test runs both on one table of cases).
+pub fn negotiate(ext: Option<Format>, accept: Option<&str>) -> Option<Format> {
+    if let Some(ext) = ext {
+        return is_modern(ext).then_some(ext);
+    }
+    let accept = accept?;
+    let accept = &accept.as_bytes()[..accept.len().min(1024)];
+    let accept = String::from_utf8_lossy(accept).to_ascii_lowercase();
+    let admitted = |format: Format| {
+        let mut admitted = false;
+        for item in accept.split(',') {
+            let mut params = item.split(';');
+            let media_type = params.next().unwrap_or("").trim();
+            if media_type.strip_prefix("image/") != Some(format.name()) {
+                continue;
+            }
+            let quality = params
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .map(|q| q.trim().parse::<f32>().unwrap_or(0.0))
+                .next_back()
+                .unwrap_or(1.0);
+            // A later mention of the same type overrides an earlier one, as in the edge's code.
+            admitted = quality > 0.0;
+        }
+        admitted
+    };
+    MODERN_FORMATS.into_iter().find(|&f| admitted(f))
 }
 
 /// One encoded variant.
@@ -87,19 +139,45 @@ pub fn fit_inside(w: u32, h: u32, edge: u32) -> (u32, u32) {
     if w >= h { (edge, scale(h)) } else { (scale(w), edge) }
 }
 
+/// Every variant of the image, smallest first: for each size the classic one ([`Format::Jpeg`],
+/// or [`Format::Png`] with transparency) and then the WebP one, encoded as [`encode`] does at
+/// [`JPEG_QUALITY`] and [`WEBP_QUALITY`].
+pub fn make_variants(bytes: &[u8], orientation: u16) -> Result<Vec<Variant>, VariantError> {
+    let mut out = Vec::with_capacity(2 * Size::ALL.len());
+    render(bytes, orientation, |size, upright| {
+        for format in [Format::Webp, classic_format(upright)] {
+            let quality = if format == Format::Webp { WEBP_QUALITY } else { f32::from(JPEG_QUALITY) };
+            let bytes = encode(upright, format, quality)?;
+            out.push(Variant { size, width: upright.width(), height: upright.height(), format, bytes });
+        }
+        Ok(())
+    })?;
+    out.reverse();
+    Ok(out)
+}
+
 /// Decodes the image once (through [`decode::decode`], holding its share of the decode budget
-/// until the last variant is encoded) and produces every variant, smallest first.
+/// until `each` has seen the last size) and hands `each` every size, largest first, as it is
+/// shown: resized, in sRGB, turned upright, RGBA only where there is transparency.
 ///
 /// An image with visible transparency is resized with premultiplied alpha, done in place, so
 /// transparent pixels do not bleed their colour into their neighbours; an RGBA image that is
 /// opaque everywhere is resized as it is and becomes JPEG. Either way no second full-size buffer
 /// is made.
-pub fn make_variants(bytes: &[u8], orientation: u16) -> Result<Vec<Variant>, VariantError> {
+///
+/// Pixels in another colour space than sRGB are converted once, to the first (largest) resize
+/// of an opaque image, whose smaller sizes are made from it; a transparent image is converted
+/// before its alpha is premultiplied, since the conversion needs straight colour.
+pub fn render(
+    bytes: &[u8],
+    orientation: u16,
+    mut each: impl FnMut(Size, &DynamicImage) -> Result<(), VariantError>,
+) -> Result<(), VariantError> {
     let decoded = decode::decode(bytes, u64::MAX).map_err(|e| match e {
         decode::DecodeError::Failed(m) => VariantError::Decode(m),
         other => VariantError::Refused(other.to_string()),
     })?;
-    let (image, _permit) = decoded.into_parts();
+    let (image, colour, _permit) = decoded.into_parts();
     let (w, h) = (image.width(), image.height());
     let alpha = has_visible_alpha(&image);
     let (pixel_type, buf) = match image {
@@ -107,14 +185,17 @@ pub fn make_variants(bytes: &[u8], orientation: u16) -> Result<Vec<Variant>, Var
         other => (PixelType::U8x3, other.into_rgb8().into_raw()),
     };
     let mut current = Image::from_vec_u8(w, h, buf, pixel_type).map_err(|e| VariantError::Resize(e.to_string()))?;
+    let mut to_srgb = colour.to_srgb(pixel_type == PixelType::U8x4);
     let mul_div = fast_image_resize::MulDiv::default();
     if alpha {
+        if let Some(conversion) = to_srgb.take() {
+            conversion.apply(current.buffer_mut()).map_err(|e| VariantError::Resize(e.to_string()))?;
+        }
         mul_div.multiply_alpha_inplace(&mut current).map_err(|e| VariantError::Resize(e.to_string()))?;
     }
     let mut resizer = Resizer::new();
     // Alpha is premultiplied above (or irrelevant), so the resizer must not do it again.
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)).use_alpha(false);
-    let mut out = Vec::with_capacity(3);
     for size in [Size::Large, Size::Medium, Size::Small] {
         let (tw, th) = fit_inside(w, h, size.long_edge());
         if (tw, th) != (current.width(), current.height()) {
@@ -122,10 +203,12 @@ pub fn make_variants(bytes: &[u8], orientation: u16) -> Result<Vec<Variant>, Var
             resizer.resize(&current, &mut next, &options).map_err(|e| VariantError::Resize(e.to_string()))?;
             current = next;
         }
-        out.push(encode(size, &current, alpha, orientation, &mul_div)?);
+        if let Some(conversion) = to_srgb.take() {
+            conversion.apply(current.buffer_mut()).map_err(|e| VariantError::Resize(e.to_string()))?;
+        }
+        each(size, &upright(&current, alpha, orientation, &mul_div)?)?;
     }
-    out.reverse();
-    Ok(out)
+    Ok(())
 }
 
 /// Whether any pixel is not fully opaque. An RGBA file that is opaque everywhere becomes JPEG.
@@ -136,15 +219,19 @@ fn has_visible_alpha(img: &DynamicImage) -> bool {
     }
 }
 
-fn encode(
-    size: Size,
+fn encode_error(e: &dyn std::fmt::Display) -> VariantError {
+    VariantError::Encode(e.to_string())
+}
+
+/// The resized pixels as they are shown: straight (not premultiplied) RGBA when transparent,
+/// RGB otherwise, turned by the EXIF orientation.
+fn upright(
     img: &Image<'_>,
     alpha: bool,
     orientation: u16,
     mul_div: &fast_image_resize::MulDiv,
-) -> Result<Variant, VariantError> {
+) -> Result<DynamicImage, VariantError> {
     let (w, h) = (img.width(), img.height());
-    let encode_error = |e: &dyn std::fmt::Display| VariantError::Encode(e.to_string());
     let mut dynamic = if alpha {
         let mut straight = img.copy();
         mul_div.divide_alpha_inplace(&mut straight).map_err(|e| encode_error(&e))?;
@@ -161,30 +248,64 @@ fn encode(
     if let Some(o) = image::metadata::Orientation::from_exif(orientation as u8) {
         dynamic.apply_orientation(o);
     }
-    let (dw, dh) = (dynamic.width(), dynamic.height());
-    let (format, bytes) = if alpha {
-        let mut out = Cursor::new(Vec::new());
-        let encoder = image::codecs::png::PngEncoder::new_with_quality(
-            &mut out,
-            image::codecs::png::CompressionType::Fast,
-            image::codecs::png::FilterType::Adaptive,
-        );
-        dynamic.write_with_encoder(encoder).map_err(|e| encode_error(&e))?;
-        (Format::Png, out.into_inner())
-    } else {
-        let mut out = Vec::new();
-        let mut encoder = jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY);
-        encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-        let (ew, eh) = (u16::try_from(dw), u16::try_from(dh));
-        let (Ok(ew), Ok(eh)) = (ew, eh) else { return Err(encode_error(&"variant too large for JPEG")) };
-        encoder.encode(dynamic.as_bytes(), ew, eh, jpeg_encoder::ColorType::Rgb).map_err(|e| encode_error(&e))?;
-        (Format::Jpeg, out)
-    };
-    Ok(Variant { size, width: dw, height: dh, format, bytes })
+    Ok(dynamic)
+}
+
+/// The classic format of a variant: PNG when it has transparency, JPEG otherwise.
+fn classic_format(img: &DynamicImage) -> Format {
+    if img.color().has_alpha() { Format::Png } else { Format::Jpeg }
+}
+
+/// Encodes shown pixels (RGB, or RGBA with transparency) as a variant in `format`, at `quality`
+/// from 0 to 100 where the format is lossy:
+/// - JPEG with 4:2:0 chroma, untagged, which the web reads as sRGB (an embedded sRGB profile
+///   would add half a kilobyte to every small variant and change nothing);
+/// - PNG, lossless with fast compression, tagged with PNG's `sRGB` chunk (13 bytes);
+/// - WebP, lossy (with a lossless alpha plane where there is transparency), with libwebp's
+///   default effort (method 4), as sharp makes it.
+pub fn encode(img: &DynamicImage, format: Format, quality: f32) -> Result<Vec<u8>, VariantError> {
+    let (w, h) = (img.width(), img.height());
+    let mut out = Vec::new();
+    match (format, img) {
+        (Format::Png, DynamicImage::ImageRgba8(rgba)) => {
+            let mut encoder = png::Encoder::new(&mut out, w, h);
+            encoder.set_color(png::ColorType::Rgba);
+            encoder.set_depth(png::BitDepth::Eight);
+            encoder.set_compression(png::Compression::Fast);
+            encoder.set_source_srgb(png::SrgbRenderingIntent::Perceptual);
+            let mut writer = encoder.write_header().map_err(|e| encode_error(&e))?;
+            writer.write_image_data(rgba.as_raw()).map_err(|e| encode_error(&e))?;
+            writer.finish().map_err(|e| encode_error(&e))?;
+        }
+        (Format::Jpeg, DynamicImage::ImageRgb8(rgb)) => {
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1.0, 100.0) as u8);
+            encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+            let (Ok(ew), Ok(eh)) = (u16::try_from(w), u16::try_from(h)) else {
+                return Err(encode_error(&"variant too large for JPEG"));
+            };
+            encoder.encode(rgb.as_raw(), ew, eh, jpeg_encoder::ColorType::Rgb).map_err(|e| encode_error(&e))?;
+        }
+        (Format::Webp, DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_)) => {
+            let encoder = match img {
+                DynamicImage::ImageRgba8(rgba) => webp::Encoder::from_rgba(rgba.as_raw(), w, h),
+                other => webp::Encoder::from_rgb(other.as_bytes(), w, h),
+            };
+            let mut config = webp::WebPConfig::new().map_err(|()| encode_error(&"libwebp refused its own defaults"))?;
+            config.quality = quality.clamp(0.0, 100.0);
+            config.method = 4;
+            out = encoder.encode_advanced(&config).map_err(|e| encode_error(&format!("{e:?}")))?.to_vec();
+        }
+        (format, img) => {
+            return Err(encode_error(&format!("no {} variant of {:?} pixels", format.name(), img.color())));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
     use super::*;
 
     #[test]
@@ -212,12 +333,23 @@ mod tests {
             img.write_to(&mut png, image::ImageFormat::Png).unwrap();
             // when the variants are made,
             let variants = make_variants(png.get_ref(), 1).unwrap();
-            // then each has the expected format and sizes.
+            // then each size comes in the expected classic format and in WebP.
             let dims: Vec<_> = variants.iter().map(|v| (v.size, v.width, v.height, v.format)).collect();
+            let webp = Format::Webp;
             assert_eq!(
                 dims,
-                vec![(Size::Small, 320, 213, want), (Size::Medium, 600, 400, want), (Size::Large, 600, 400, want)]
+                vec![
+                    (Size::Small, 320, 213, want),
+                    (Size::Small, 320, 213, webp),
+                    (Size::Medium, 600, 400, want),
+                    (Size::Medium, 600, 400, webp),
+                    (Size::Large, 600, 400, want),
+                    (Size::Large, 600, 400, webp),
+                ]
             );
+            // and the WebP keeps the transparency.
+            let small_webp = image::load_from_memory(&variants[1].bytes).unwrap();
+            assert_eq!(small_webp.color().has_alpha(), alpha == 0);
         }
     }
 

@@ -195,13 +195,14 @@ pub(crate) fn inspect(b: &[u8]) -> Result<(Facts, Extras), MediaError> {
     let first =
         chunks.next().transpose()?.ok_or_else(|| MediaError::Unreadable("the WebP has no image header".into()))?;
     let p = &b[first.payload.clone()];
+    // Only a plain lossy bitstream has no alpha; the others may.
     let facts = |w: u32, h: u32, frames: u32, frame_pixels: u64, per_pixel: u64| Facts {
         format: Format::Webp,
         width: w,
         height: h,
         frames,
         frame_pixels,
-        decode_cost: u64::from(w) * u64::from(h) * per_pixel + super::resize_cost(w, h) + limits::DECODE_OVERHEAD,
+        decode_cost: super::pipeline_cost(u64::from(w) * u64::from(h) * per_pixel, w, h, &first.fourcc != b"VP8 "),
         check_by_decoding: true,
     };
     // The decoder's working set per pixel, with room to spare: lossy frames keep YUV planes

@@ -312,14 +312,19 @@ struct Background {
 }
 
 impl Background {
-    /// Decodes, orients and scales the picture to at most 1024 pixels.
+    /// Decodes, orients and scales the picture to at most 1024 pixels, in sRGB.
     fn pixels(self) -> Result<image::RgbaImage> {
         let decoded = decode::decode(&self.bytes, BACKGROUND_DECODE_LIMIT).map_err(|e| unusable(&e.to_string()))?;
-        let (mut img, _permit) = decoded.into_parts();
+        let (mut img, colour, _permit) = decoded.into_parts();
         if let Some(o) = image::metadata::Orientation::from_exif(self.orientation as u8) {
             img.apply_orientation(o);
         }
-        Ok(img.thumbnail(1024, 1024).to_rgba8())
+        let mut pixels = img.thumbnail(1024, 1024).to_rgba8();
+        // Converted after scaling: the same result to the eye, on a fraction of the pixels.
+        if let Some(conversion) = colour.to_srgb(true) {
+            conversion.apply(&mut pixels).map_err(|e| unusable(&e.to_string()))?;
+        }
+        Ok(pixels)
     }
 }
 
@@ -331,7 +336,7 @@ fn unusable(why: &str) -> Error {
 /// is ready; otherwise its original, if that decodes within [`BACKGROUND_DECODE_LIMIT`]; otherwise
 /// a 422 `image_unusable`.
 async fn background_source(app: &App, id: &str) -> Result<Background> {
-    let opened = images::open(app, id, Some(Size::Medium))
+    let opened = images::open(app, id, Some(Size::Medium), None)
         .await
         .map_err(|_| Error::unprocessable("bad_parameter", "image: no such image"))?;
     if opened.variant.is_none() && opened.record.variants == images::VariantsStatus::Failed {

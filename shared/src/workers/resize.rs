@@ -11,7 +11,7 @@ use tracing::{info, instrument, warn};
 use super::{Outcome, STORAGE_BACKOFF};
 use crate::error::{Error, Result};
 use crate::images::{self, MadeVariant, State, VariantInfo, VariantsStatus};
-use crate::media::variants;
+use crate::media::variants::{self, Size};
 use crate::state::App;
 
 /// Handles every record of an S3 event. Records are independent: a failure of one is reported
@@ -90,7 +90,44 @@ pub async fn make_variants(app: &App, id: &str) -> Result<()> {
     if record.state == State::Deleting || record.variants != VariantsStatus::Pending {
         return Ok(());
     }
-    let Some(original) = images::read_original(app, &record).await? else {
+    make_and_store(app, &record).await
+}
+
+/// Makes the variants of image `id` again when they lack a format the pipeline makes now: they
+/// were made before WebP variants existed, and the CDN, which picks a WebP variant by `Accept`
+/// without reading the table, would answer with the original instead. Returns whether it did.
+/// The pipeline is deterministic, so the formats that were there come out the same.
+#[instrument(skip(app))]
+pub async fn remake_if_outdated(app: &App, id: &str) -> Result<bool> {
+    let Some(record) = images::get(app, id).await? else { return Ok(false) };
+    let complete = Size::ALL.iter().all(|&size| {
+        variants::MODERN_FORMATS.iter().all(|&f| record.made_variants().any(|v| v.size == size && v.format == f))
+    });
+    if record.state != State::Active || record.variants != VariantsStatus::Ready || complete {
+        return Ok(false);
+    }
+    make_and_store(app, &record).await?;
+    Ok(true)
+}
+
+/// [`remake_if_outdated`] for every active image (the admin listing, a page at a time); returns
+/// how many were remade.
+pub async fn remake_outdated_everywhere(app: &App) -> Result<u64> {
+    let (mut remade, mut cursor) = (0, None);
+    loop {
+        let (page, next) = images::list(app, 100, cursor).await?;
+        for record in page {
+            remade += u64::from(remake_if_outdated(app, &record.id).await?);
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(remade),
+        }
+    }
+}
+
+async fn make_and_store(app: &App, record: &images::ImageRecord) -> Result<()> {
+    let Some(original) = images::read_original(app, record).await? else {
         // The event raced a delete; the image is going away.
         return Ok(());
     };
@@ -113,10 +150,10 @@ pub async fn make_variants(app: &App, id: &str) -> Result<()> {
                     bytes: Bytes::from(v.bytes),
                 })
                 .collect();
-            images::store_variants(app, &record, &made).await
+            images::store_variants(app, record, &made).await
         }
         // Undecodable pixels will not decode on a retry: record it and stop.
-        Err(e) => images::record_variants_failed(app, id, &e.to_string()).await,
+        Err(e) => images::record_variants_failed(app, &record.id, &e.to_string()).await,
     }
 }
 

@@ -1,0 +1,130 @@
+//! Variant formats over HTTP: each size is made as JPEG (PNG when transparent) and WebP, the
+//! metadata lists both, and `/i/{id}?size=` answers the format the request's `Accept` header
+//! prefers, or the one its extension names, with `Vary: Accept` and an ETag of its own.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, photos_dir};
+
+const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+const OLD: &str = "image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5";
+
+/// The format the bytes are in, by their magic numbers.
+fn sniffed(bytes: &[u8]) -> &'static str {
+    imghost::media::sniff(bytes).map_or("unknown", |f| f.mime())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variant_comes_in_the_format_the_browser_takes_and_says_so() {
+    // Given an uploaded photo whose variants are made,
+    let server = Server::start().await;
+    let bytes = std::fs::read(photos_dir().join("no-exif.jpg")).unwrap();
+    let (status, body) = server.upload_raw(bytes, "image/jpeg").await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let image = server.wait_for_variants(&id, Duration::from_secs(60)).await;
+
+    // then the metadata lists each size in JPEG and WebP, each with a URL that gets that one,
+    for size in ["small", "medium", "large"] {
+        let formats = image["variants"][size]["formats"].as_array().unwrap();
+        let names: Vec<&str> = formats.iter().map(|f| f["format"].as_str().unwrap()).collect();
+        assert_eq!(names, ["jpeg", "webp"], "{size}");
+        for f in formats {
+            let resp = server.client.get(f["url"].as_str().unwrap()).send().await.unwrap();
+            assert_eq!(resp.headers()["content-type"], f["mime"].as_str().unwrap(), "{f}");
+            let got = resp.bytes().await.unwrap();
+            assert_eq!(got.len() as u64, f["bytes"].as_u64().unwrap(), "{f}");
+            assert_eq!(sniffed(&got), f["mime"].as_str().unwrap(), "{f}");
+        }
+    }
+
+    // and a request gets the format its extension names, else the one its Accept prefers.
+    let cases = [
+        // (path, Accept, content type served)
+        (format!("/i/{id}?size=medium"), Some("image/avif,image/webp"), "image/webp"),
+        (format!("/i/{id}?size=medium"), Some(CHROME), "image/webp"),
+        (format!("/i/{id}?size=medium"), Some("image/webp"), "image/webp"),
+        (format!("/i/{id}?size=medium"), Some("*/*"), "image/jpeg"),
+        (format!("/i/{id}?size=medium"), Some(OLD), "image/jpeg"),
+        (format!("/i/{id}?size=medium"), None, "image/jpeg"),
+        (format!("/i/{id}?size=medium"), Some("image/webp;q=0, */*"), "image/jpeg"),
+        (format!("/i/{id}.jpg?size=medium"), Some(CHROME), "image/jpeg"),
+        (format!("/i/{id}.webp?size=small"), Some("*/*"), "image/webp"),
+        (format!("/i/{id}.webp?size=small"), None, "image/webp"),
+    ];
+    let mut etags = std::collections::HashMap::new();
+    for (path, accept, want) in &cases {
+        let mut request = server.client.get(server.url(path));
+        if let Some(accept) = accept {
+            request = request.header("accept", *accept);
+        }
+        let resp = request.send().await.unwrap();
+        let case = format!("{path} with Accept {accept:?}");
+        assert_eq!(resp.status(), 200, "{case}");
+        let headers = resp.headers().clone();
+        assert_eq!(headers["content-type"], *want, "{case}");
+        assert_eq!(headers["vary"], "accept", "{case}");
+        let etag = headers["etag"].to_str().unwrap().to_owned();
+        let body = resp.bytes().await.unwrap();
+        assert_eq!(sniffed(&body), *want, "{case}");
+        // Each format of a size has its own ETag, the same whichever way it was asked for,
+        let size = path.split("size=").nth(1).unwrap().to_owned();
+        let previous = etags.insert(etag.clone(), (size.clone(), *want));
+        assert!(previous.is_none_or(|p| p == (size, *want)), "{case}: {etag} names two answers");
+        // and revalidates under the same Accept.
+        let mut again = server.client.get(server.url(path)).header("if-none-match", &etag);
+        if let Some(accept) = accept {
+            again = again.header("accept", *accept);
+        }
+        let resp = again.send().await.unwrap();
+        assert_eq!(resp.status(), 304, "{case}");
+        assert_eq!(resp.headers()["vary"], "accept", "{case}");
+    }
+    // A JPEG ETag never validates the WebP answer.
+    let jpeg_etag = etags.iter().find(|(_, v)| v.1 == "image/jpeg" && v.0 == "medium").unwrap().0.clone();
+    let resp = server
+        .client
+        .get(server.url(&format!("/i/{id}?size=medium")))
+        .header("accept", CHROME)
+        .header("if-none-match", &jpeg_etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/webp");
+
+    // The original is the stored file for every browser, so it does not vary.
+    let resp = server.client.get(server.url(&format!("/i/{id}.jpg"))).header("accept", CHROME).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "image/jpeg");
+    assert!(resp.headers().get("vary").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transparent_image_is_png_for_old_browsers_and_webp_with_alpha_for_new_ones() {
+    // Given an uploaded PNG with a transparent half,
+    let server = Server::start().await;
+    let img = image::RgbaImage::from_fn(400, 300, |x, _| image::Rgba([200, 30, 30, if x < 200 { 0 } else { 255 }]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let (status, body) = server.upload_raw(png.into_inner(), "image/png").await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    server.wait_for_variants(&id, Duration::from_secs(60)).await;
+    // when an old browser and a new one ask for the small variant,
+    for (accept, want) in [(OLD, "image/png"), (CHROME, "image/webp")] {
+        let resp = server
+            .client
+            .get(server.url(&format!("/i/{id}?size=small")))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-type"], want);
+        // then each gets the transparency.
+        let decoded = image::load_from_memory(&resp.bytes().await.unwrap()).unwrap().to_rgba8();
+        assert_eq!(decoded.get_pixel(10, 10).0[3], 0, "{want}");
+        assert_eq!(decoded.get_pixel(300, 10).0[3], 255, "{want}");
+    }
+}
