@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Reference for scripts/bench: the work `imghost resize FILE... --out DIR` does, done with sharp.
 //
-//   node bench/sharp-resize.mjs --out DIR [--format jpeg|webp] [--quality Q] FILE...
+//   node bench/sharp-resize.mjs --out DIR [--format jpeg|webp] [--quality Q | --qualities S,M,L] FILE...
 //
 // For each input, sequentially: three variants, small/medium/large = 320/1024/2048 px on the
 // long edge, never upscaled, EXIF orientation applied, as JPEG (4:2:0, the default) or WebP
-// (effort 4, libwebp's default and imghost's) at quality Q (default 82), written as
+// (effort 4, libwebp's default and imghost's) at quality Q (default 82), or S, M and L for the
+// small, medium and large variants, written as
 // DIR/<stem>-small.<ext>, -medium and -large (the names imghost uses).
 // One libvips thread, no libvips operation cache. Prints nothing but errors: timing is done from
 // outside, the same way for both tools.
@@ -30,7 +31,7 @@ function usage(message) {
 function parseArgs(argv) {
   let out;
   let format = 'jpeg';
-  let quality = 82;
+  let qualities = [82, 82, 82];
   const files = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -40,9 +41,10 @@ function parseArgs(argv) {
     } else if (arg === '--format') {
       format = argv[++i];
       if (!(format in FORMATS)) usage('--format is jpeg or webp');
-    } else if (arg === '--quality') {
-      quality = Number(argv[++i]);
-      if (!(quality >= 1 && quality <= 100)) usage('--quality is 1 to 100');
+    } else if (arg === '--quality' || arg === '--qualities') {
+      const values = argv[++i].split(',').map(Number);
+      qualities = values.length === 1 ? [values[0], values[0], values[0]] : values;
+      if (qualities.length !== 3 || !qualities.every((q) => q >= 1 && q <= 100)) usage(`${arg}: 1 to 100, one or three`);
     } else if (arg.startsWith('--out=')) {
       out = arg.slice('--out='.length);
     } else if (arg === '--') {
@@ -58,23 +60,23 @@ function parseArgs(argv) {
   }
   if (!out) usage('--out DIR is required');
   if (files.length === 0) usage('no input files');
-  return { out, files, format, quality };
+  return { out, files, format, qualities };
 }
 
 async function main() {
-  const { out, files, format, quality } = parseArgs(process.argv.slice(2));
+  const { out, files, format, qualities } = parseArgs(process.argv.slice(2));
   sharp.concurrency(1);
   sharp.cache(false);
   await mkdir(out, { recursive: true });
 
   for (const file of files) {
     const stem = path.basename(file, path.extname(file));
-    for (const [name, size] of VARIANTS) {
+    for (const [index, [name, size]] of VARIANTS.entries()) {
+      const quality = qualities[index];
       const dest = path.join(out, `${stem}-${name}.${FORMATS[format]}`);
       try {
         const resized = sharp(file).rotate().resize(size, size, { fit: 'inside', withoutEnlargement: true });
-        const encoded =
-          format === 'webp' ? resized.webp({ quality: Math.round(quality), effort: 4 }) : resized.jpeg({ quality });
+        const encoded = format === 'webp' ? resized.webp({ quality, effort: 4 }) : resized.jpeg({ quality });
         await encoded.toFile(dest);
       } catch (err) {
         throw new Error(`${file} -> ${dest}: ${err.message}`);

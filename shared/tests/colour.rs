@@ -348,3 +348,79 @@ fn sources_stored_in_other_ways_come_out_with_their_colours() {
         assert_eq!(classic, if transparent { Format::Png } else { Format::Jpeg }, "{what}");
     }
 }
+
+/// A small CMYK profile (lut16 A2B tables on a 2-point grid, Lab PCS) whose inks are not the
+/// plain ones: each ink is lighter and duller than its pure primary, and the paper is warm.
+fn cmyk_profile() -> Vec<u8> {
+    use moxcms::{DataColorSpace, LutDataType, LutStore, LutType, LutWarehouse, Matrix3d, ProfileClass};
+    // Lab at each corner of the grid (C slowest, K fastest), as ICC v2 lut16 encodes it:
+    // L * 65280 / 100, (a + 128) * 256, (b + 128) * 256.
+    let lab = |l: f64, a: f64, b: f64| [l * 652.8, (a + 128.0) * 256.0, (b + 128.0) * 256.0].map(|v| v.round() as u16);
+    let mut clut = Vec::new();
+    for c in 0..2 {
+        for m in 0..2 {
+            for y in 0..2 {
+                for k in 0..2 {
+                    let (c, m, y, k) = (f64::from(c), f64::from(m), f64::from(y), f64::from(k));
+                    // A rough subtractive model: each ink darkens and tints the paper.
+                    let l = (93.0 - 38.0 * c - 45.0 * m - 8.0 * y - 70.0 * k).max(8.0);
+                    let a = 2.0 - 30.0 * c + 60.0 * m - 5.0 * y;
+                    let b = 6.0 - 45.0 * c - 5.0 * m + 75.0 * y;
+                    clut.extend(lab(l, a, b));
+                }
+            }
+        }
+    }
+    let table = LutWarehouse::Lut(LutDataType {
+        num_input_channels: 4,
+        num_output_channels: 3,
+        num_clut_grid_points: 2,
+        matrix: Matrix3d::IDENTITY,
+        num_input_table_entries: 2,
+        num_output_table_entries: 2,
+        input_table: LutStore::Store16([0, 65535].repeat(4)),
+        clut_table: LutStore::Store16(clut),
+        output_table: LutStore::Store16([0, 65535].repeat(3)),
+        lut_type: LutType::Lut16,
+    });
+    let mut profile = ColorProfile::default();
+    profile.profile_class = ProfileClass::OutputDevice;
+    profile.color_space = DataColorSpace::Cmyk;
+    profile.pcs = DataColorSpace::Lab;
+    profile.white_point = ColorProfile::new_srgb().white_point;
+    profile.lut_a_to_b_perceptual = Some(table.clone());
+    profile.lut_a_to_b_colorimetric = Some(table);
+    profile.encode().expect("the profile encodes")
+}
+
+#[test]
+fn cmyk_and_ycck_jpegs_are_converted_through_their_profile() {
+    // Given a CMYK profile and the sRGB colours it gives cyan, magenta, yellow and half black,
+    let icc = cmyk_profile();
+    let profile = ColorProfile::new_from_slice(&icc).unwrap();
+    let inks = [[255u8, 0, 0, 0], [0, 255, 0, 0], [0, 0, 255, 0], [0, 0, 0, 128]];
+    let t = profile
+        .create_transform_8bit(Layout::Rgba, &ColorProfile::new_srgb(), Layout::Rgb, TransformOptions::default())
+        .unwrap();
+    let mut want = vec![0u8; 12];
+    t.transform(&inks.concat(), &mut want).unwrap();
+    let want: Vec<[u8; 4]> = want.chunks(3).map(|c| [c[0], c[1], c[2], 255]).collect();
+    // (far from the plain conversion, which would give pure cyan, magenta and yellow: that is
+    // what makes this test fail if the profile is ignored),
+    let plain = [[0u8, 255, 255, 255], [255, 0, 255, 255], [255, 255, 0, 255], [127, 127, 127, 255]];
+    assert!(!close(&want, &plain, 30), "the test profile is too close to the plain conversion: {want:?}");
+    for (what, colour_type) in [("CMYK", jpeg_encoder::ColorType::Cmyk), ("YCCK", jpeg_encoder::ColorType::CmykAsYcck)]
+    {
+        // when a JPEG of those inks that embeds the profile has its variants made,
+        let bars = bars(inks.map(image::Rgba));
+        let mut file = Vec::new();
+        let mut e = jpeg_encoder::Encoder::new(&mut file, 100);
+        e.add_icc_profile(&icc).unwrap();
+        e.encode(bars.as_raw(), 256, 64, colour_type).unwrap();
+        // then every variant shows the profile's colours.
+        for v in variants_of(&file) {
+            let got = bar_colours(&v);
+            assert!(close(&got, &want, 6), "{what} {:?} {:?}: got {got:?}, want {want:?}", v.size, v.format);
+        }
+    }
+}

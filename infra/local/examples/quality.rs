@@ -1,20 +1,22 @@
 //! How WebP's quality setting compares with the JPEG variants' on real photos: the measurement
-//! behind `media::variants::WEBP_QUALITY`, run by `scripts/bench quality`.
+//! behind `media::variants::webp_quality`, run by `scripts/bench quality`.
 //!
 //!   cargo run --profile local -p imghost-local --example quality -- [--markdown] FILE...
 //!
 //! For each photo and each variant size it takes the pixels the pipeline encodes
 //! (`variants::render`), encodes them with the pipeline's own encoder (`variants::encode`) as
-//! JPEG at `JPEG_QUALITY` and as WebP at qualities 60 to 95, decodes each, and measures SSIM (on luma, 11x11 Gaussian window, sigma 1.5, as Wang et al. 2004)
-//! against the resized pixels. It prints, for each WebP quality, the mean SSIM over every photo
-//! and size against the JPEG's, and the bytes against the JPEG's; the quality to use is the
-//! lowest whose SSIM is at least the JPEG's.
+//! JPEG at `JPEG_QUALITY` and as WebP at qualities 60 to 95, decodes each, and measures SSIM
+//! (on luma, 11x11 Gaussian window, sigma 1.5, as Wang et al. 2004) against the resized pixels (variants as large as their source are left out: a JPEG source
+//! re-encoded as JPEG on its own 8x8 grid favours JPEG in a way no resized variant does). It
+//! prints, for each size and each WebP quality, the mean SSIM over the photos against the
+//! JPEG's, and the bytes against the JPEG's; the quality to use for a size
+//! (`variants::webp_quality`) is the lowest whose mean SSIM is at least the JPEG's.
 
 use std::path::PathBuf;
 
 use image::{DynamicImage, RgbImage};
 use imghost::media::Format;
-use imghost::media::variants::{self, JPEG_QUALITY};
+use imghost::media::variants::{self, JPEG_QUALITY, Size};
 
 const WEBP_QUALITIES: [f32; 12] = [60.0, 65.0, 70.0, 72.0, 74.0, 76.0, 78.0, 80.0, 82.0, 85.0, 90.0, 95.0];
 
@@ -83,42 +85,74 @@ fn main() {
         }
     }
     assert!(!files.is_empty(), "usage: quality [--markdown] FILE...");
-    // Per encoding: the sum of SSIMs and of bytes, over every photo and size.
-    let mut jpeg = (0.0, 0usize);
-    let mut webp = vec![(0.0, 0usize); WEBP_QUALITIES.len()];
-    let mut count = 0;
+    // Per size, per encoding, over every resized variant of that size: SSIM and bytes.
+    let mut jpeg: Vec<Sums> = vec![Sums::default(); Size::ALL.len()];
+    let mut webp = vec![vec![Sums::default(); WEBP_QUALITIES.len()]; Size::ALL.len()];
     for file in &files {
         let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        variants::render(&bytes, 1, |_, reference| {
-            let (s, n) = measure(reference, Format::Jpeg, f32::from(JPEG_QUALITY));
-            jpeg = (jpeg.0 + s, jpeg.1 + n);
-            for (i, q) in WEBP_QUALITIES.iter().enumerate() {
-                let (s, n) = measure(reference, Format::Webp, *q);
-                webp[i] = (webp[i].0 + s, webp[i].1 + n);
+        let facts = imghost::media::inspect(&bytes).unwrap_or_else(|e| panic!("{}: {e}", file.display())).facts;
+        let source_edge = facts.width.max(facts.height);
+        variants::render(&bytes, 1, |size, reference| {
+            // Only variants the pipeline resizes count: one as large as its JPEG source is that
+            // source re-encoded on the same 8x8 grid, where JPEG has an edge no resize leaves.
+            if reference.width().max(reference.height()) >= source_edge {
+                return Ok(());
             }
-            count += 1;
+            let i = Size::ALL.iter().position(|s| *s == size).unwrap_or(0);
+            jpeg[i].add(measure(reference, Format::Jpeg, f32::from(JPEG_QUALITY)));
+            for (sums, q) in webp[i].iter_mut().zip(WEBP_QUALITIES) {
+                sums.add(measure(reference, Format::Webp, q));
+            }
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }
-    let jpeg_ssim = jpeg.0 / f64::from(count);
-    let chosen =
-        WEBP_QUALITIES.iter().zip(&webp).find(|(_, (s, _))| s / f64::from(count) >= jpeg_ssim).map(|(q, _)| *q);
     if markdown {
-        println!("| encoding | mean SSIM | bytes | bytes vs JPEG |");
-        println!("|---|---:|---:|---:|");
-        println!("| JPEG q{JPEG_QUALITY} (4:2:0) | {jpeg_ssim:.4} | {} | 1.00 |", jpeg.1);
+        println!("| size | encoding | variants | mean SSIM | bytes | bytes vs JPEG |");
+        println!("|---|---|---:|---:|---:|---:|");
     }
-    for (q, (s, n)) in WEBP_QUALITIES.iter().zip(&webp) {
-        let ratio = *n as f64 / jpeg.1 as f64;
-        let mark = if Some(*q) == chosen { " (chosen)" } else { "" };
-        if markdown {
-            println!("| WebP q{q}{mark} | {:.4} | {n} | {ratio:.2} |", s / f64::from(count));
-        } else {
-            println!("webp q{q}{mark}: ssim {:.4} (jpeg {jpeg_ssim:.4}), bytes {ratio:.2}x jpeg", s / f64::from(count));
+    for (i, size) in Size::ALL.iter().enumerate() {
+        // The lowest quality whose mean SSIM is at least the JPEG's for this size.
+        let chosen = WEBP_QUALITIES.iter().zip(&webp[i]).find(|(_, w)| w.mean() >= jpeg[i].mean()).map(|(q, _)| *q);
+        let current = variants::webp_quality(*size);
+        let rows = std::iter::once((format!("JPEG q{JPEG_QUALITY} (4:2:0)"), &jpeg[i])).chain(
+            WEBP_QUALITIES.iter().zip(&webp[i]).map(|(q, w)| {
+                let chosen = if Some(*q) == chosen { " (lowest matching)" } else { "" };
+                let used = if *q == current { " (used)" } else { "" };
+                (format!("WebP q{q}{chosen}{used}"), w)
+            }),
+        );
+        for (name, sums) in rows {
+            let ratio = sums.bytes as f64 / jpeg[i].bytes.max(1) as f64;
+            let (count, mean, bytes) = (sums.count, sums.mean(), sums.bytes);
+            if markdown {
+                println!("| {} | {name} | {count} | {mean:.4} | {bytes} | {ratio:.2} |", size.name());
+            } else {
+                println!("{} {name}: {count} variants, ssim {mean:.4}, bytes {ratio:.2}x jpeg", size.name());
+            }
         }
     }
-    if !markdown {
-        println!("{count} photo sizes; the lowest WebP quality matching JPEG q{JPEG_QUALITY}: {chosen:?}");
+    if markdown {
+        println!("\nOf {} photos; variants as large as their source are left out.", files.len());
+    }
+}
+
+/// SSIMs and sizes of one encoding over many variants.
+#[derive(Debug, Default, Clone)]
+struct Sums {
+    count: u32,
+    ssim: f64,
+    bytes: usize,
+}
+
+impl Sums {
+    fn add(&mut self, (ssim, bytes): (f64, usize)) {
+        self.count += 1;
+        self.ssim += ssim;
+        self.bytes += bytes;
+    }
+
+    fn mean(&self) -> f64 {
+        self.ssim / f64::from(self.count.max(1))
     }
 }

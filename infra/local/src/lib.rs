@@ -415,7 +415,7 @@ pub fn resize_files(files: &[PathBuf], out: &Path, formats: &[Format]) -> Result
         variants::render(&bytes, orientation, |size, upright| {
             for &format in formats {
                 let (format, quality) = match format {
-                    Format::Webp => (Format::Webp, variants::WEBP_QUALITY),
+                    Format::Webp => (Format::Webp, variants::webp_quality(size)),
                     _ if upright.color().has_alpha() => (Format::Png, 100.0),
                     _ => (Format::Jpeg, f32::from(variants::JPEG_QUALITY)),
                 };

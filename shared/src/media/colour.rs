@@ -11,9 +11,10 @@
 //!   (PNG third edition, §4.3);
 //! - GIF, and anything untagged: sRGB.
 //!
-//! A description that cannot be used (a damaged profile, or one for CMYK or Lab pixels that
-//! the decoder has already turned into RGB) counts as sRGB, as browsers treat it; the image is
-//! still accepted.
+//! A CMYK or YCCK JPEG's CMYK profile is applied while decoding, to the inks
+//! ([`cmyk_to_srgb_in_place`]), since the pixels leave the decoder as RGB. A description that
+//! cannot be used (a damaged profile, or one for Lab or other pixels) counts as sRGB, as
+//! browsers treat it; the image is still accepted.
 
 use std::sync::Arc;
 
@@ -45,8 +46,8 @@ impl Space {
     }
 
     fn from_profile(profile: ColorProfile) -> Space {
-        // Pixels reach the pipeline as RGB: a CMYK JPEG's inks are already converted (without
-        // its profile), so only RGB and grey profiles describe them.
+        // Pixels reach the pipeline as RGB: a CMYK JPEG's inks are converted by the decoder
+        // (through its profile when it has one), so only RGB and grey profiles describe them.
         match profile.color_space {
             DataColorSpace::Rgb | DataColorSpace::Gray => Space::Profile(Box::new(profile)),
             _ => Space::Srgb,
@@ -134,6 +135,35 @@ impl Space {
         let conversion = ToSrgb { transform, grey, channels: if alpha { 4 } else { 3 } };
         (!conversion.is_identity()).then_some(conversion)
     }
+}
+
+/// The profile `icc` holds if it is a CMYK one the engine reads.
+pub fn cmyk_profile(icc: &[u8]) -> Option<ColorProfile> {
+    ColorProfile::new_from_slice(icc).ok().filter(|p| p.color_space == DataColorSpace::Cmyk)
+}
+
+/// Converts ink amounts (4 bytes a pixel, 0 no ink) through a CMYK `profile` to sRGB, 3 bytes a
+/// pixel written from the start of `pixels`, which is then cut to them.
+pub fn cmyk_to_srgb_in_place(profile: &ColorProfile, pixels: &mut Vec<u8>) -> Result<(), moxcms::CmsError> {
+    let transform = profile.create_transform_8bit(
+        Layout::Rgba,
+        &ColorProfile::new_srgb(),
+        Layout::Rgb,
+        TransformOptions::default(),
+    )?;
+    let (mut src, mut dst) = (vec![0u8; CHUNK_PIXELS * 4], vec![0u8; CHUNK_PIXELS * 3]);
+    let n = pixels.len() / 4;
+    let mut done = 0;
+    while done < n {
+        let count = CHUNK_PIXELS.min(n - done);
+        src[..count * 4].copy_from_slice(&pixels[done * 4..(done + count) * 4]);
+        transform.transform(&src[..count * 4], &mut dst[..count * 3])?;
+        // Writing 3 bytes a pixel never reaches the 4-byte pixels not read yet.
+        pixels[done * 3..(done + count) * 3].copy_from_slice(&dst[..count * 3]);
+        done += count;
+    }
+    pixels.truncate(n * 3);
+    Ok(())
 }
 
 /// A conversion of 8-bit RGB or RGBA pixels (grey ones stored as RGB with equal channels) to

@@ -69,21 +69,74 @@ fn failed(e: impl std::fmt::Display) -> DecodeError {
 
 /// JPEG (zune-jpeg) and WebP (image-webp) through the `image` crate, with its allocation limit.
 /// CMYK and YCCK JPEGs come out as RGB, their inks converted the way Adobe stores them
-/// (inverted, as every CMYK JPEG in circulation is).
+/// (inverted, as every CMYK JPEG in circulation is): through their CMYK profile when they
+/// embed one ([`decode_cmyk`]), the plain way otherwise, as browsers do.
 fn decode_with_image(bytes: &[u8], facts: Facts) -> Result<(DynamicImage, colour::Space), DecodeError> {
     let mut image_limits = image::Limits::default();
     image_limits.max_alloc = Some(facts.decode_cost);
-    fn read(mut d: impl ImageDecoder, limits: image::Limits) -> Result<(DynamicImage, colour::Space), DecodeError> {
+    fn read(
+        mut d: impl ImageDecoder,
+        limits: image::Limits,
+        icc: Option<Vec<u8>>,
+    ) -> Result<(DynamicImage, colour::Space), DecodeError> {
         d.set_limits(limits).map_err(failed)?;
-        let colour = d.icc_profile().ok().flatten().map_or(colour::Space::Srgb, |icc| colour::Space::from_icc(&icc));
         let image = DynamicImage::from_decoder(d).map_err(failed)?;
-        Ok((normalise(image), colour))
+        Ok((normalise(image), icc.map_or(colour::Space::Srgb, |icc| colour::Space::from_icc(&icc))))
     }
     if facts.format == Format::Jpeg {
-        read(image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes)).map_err(failed)?, image_limits)
+        let mut d = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes)).map_err(failed)?;
+        let icc = d.icc_profile().ok().flatten();
+        if let Some(cmyk) = icc.as_deref().and_then(colour::cmyk_profile) {
+            drop(d);
+            return decode_cmyk(bytes, &cmyk).map(|image| (image, colour::Space::Srgb));
+        }
+        read(d, image_limits, icc)
     } else {
-        read(image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).map_err(failed)?, image_limits)
+        let mut d = image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).map_err(failed)?;
+        let icc = d.icc_profile().ok().flatten();
+        read(d, image_limits, icc)
     }
+}
+
+/// A CMYK or YCCK JPEG with a CMYK profile: its samples as stored, turned into ink amounts and
+/// converted to sRGB through the profile, in place (3 bytes a pixel written where 4 were
+/// read), so the file's four samples a pixel are the only full-size buffer.
+fn decode_cmyk(bytes: &[u8], profile: &moxcms::ColorProfile) -> Result<DynamicImage, DecodeError> {
+    use zune_core::colorspace::ColorSpace;
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(false)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    let mut d = zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(bytes), options);
+    d.decode_headers().map_err(failed)?;
+    let (w, h) = d.dimensions().ok_or_else(|| failed("no dimensions"))?;
+    let stored = d.input_colorspace().ok_or_else(|| failed("no colour space"))?;
+    if !matches!(stored, ColorSpace::CMYK | ColorSpace::YCCK) {
+        return Err(failed("a CMYK profile on a JPEG that is not CMYK"));
+    }
+    // The samples as stored: zune converts between other spaces, not from YCCK to CMYK.
+    d.set_options(d.options().jpeg_set_out_colorspace(stored));
+    let mut pixels = d.decode().map_err(failed)?;
+    for p in pixels.chunks_exact_mut(4) {
+        if stored == ColorSpace::YCCK {
+            // Adobe's YCCK is YCbCr of the inks of C, M and Y (JFIF's equations), and K inverted.
+            let (y, cb, cr) = (f32::from(p[0]), f32::from(p[1]) - 128.0, f32::from(p[2]) - 128.0);
+            let ink = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+            p[0] = ink(y + 1.402 * cr);
+            p[1] = ink(y - 0.344_136 * cb - 0.714_136 * cr);
+            p[2] = ink(y + 1.772 * cb);
+            p[3] = 255 - p[3];
+        } else {
+            // Adobe stores CMYK inverted: 255 is no ink.
+            for v in p.iter_mut() {
+                *v = 255 - *v;
+            }
+        }
+    }
+    colour::cmyk_to_srgb_in_place(profile, &mut pixels).map_err(failed)?;
+    let wrong = || failed("the CMYK decoder returned a buffer of the wrong size");
+    let rgb = image::RgbImage::from_raw(w as u32, h as u32, pixels).ok_or_else(wrong)?;
+    Ok(DynamicImage::ImageRgb8(rgb))
 }
 
 /// Makes any decoded image 8-bit RGB or RGBA.

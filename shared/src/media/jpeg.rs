@@ -468,17 +468,21 @@ fn is_icc(seg: &[u8]) -> bool {
 
 /// The most memory decoding this frame and making its variants may take, in bytes: measured per
 /// kind of frame (`tests/decode_memory.rs` checks it), with room to spare. The decoder copies
-/// the file, writes 3 bytes a pixel of RGB (grey is widened to RGB for resizing), and a
+/// the file, writes 3 bytes a pixel of RGB (grey is widened to RGB for resizing; CMYK takes 4
+/// on the way), and a
 /// progressive frame keeps 2 bytes of coefficients for every sample of every component.
 fn decode_cost(frame: &Frame, file_len: usize) -> u64 {
     let pixels = u64::from(frame.width) * u64::from(frame.height);
+    // A CMYK or YCCK frame with a CMYK profile is decoded to its four samples a pixel, then
+    // converted in place to RGB (`decode::decode_cmyk`): one more byte a pixel.
+    let output_x8 = if frame.count == 4 { 34 } else { 26 };
     let per_pixel_x8 = match frame.process {
-        Process::Sequential => 26,
+        Process::Sequential => output_x8,
         Process::Progressive => {
             let (h, v) = (frame.hmax() as u64, frame.vmax() as u64);
             let samples_x8: u64 =
                 frame.components().iter().map(|c| 8 * u64::from(c.h) * u64::from(c.v) / (h * v)).sum();
-            26 + 2 * samples_x8
+            output_x8 + 2 * samples_x8
         }
     };
     super::pipeline_cost(pixels * per_pixel_x8 / 8 + file_len as u64, frame.width, frame.height, false)
