@@ -423,4 +423,18 @@ fn cmyk_and_ycck_jpegs_are_converted_through_their_profile() {
             assert!(close(&got, &want, 6), "{what} {:?} {:?}: got {got:?}, want {want:?}", v.size, v.format);
         }
     }
+    // And a colour JPEG that carries a CMYK profile (which describes nothing in it) is shown as
+    // if untagged, as browsers show it, rather than refused.
+    let rgb = bars([
+        image::Rgb([200u8, 30, 30]),
+        image::Rgb([30, 200, 30]),
+        image::Rgb([30, 30, 200]),
+        image::Rgb([9, 9, 9]),
+    ]);
+    let file = jpeg_with_profile(&rgb, &icc);
+    for v in variants_of(&file) {
+        let got = bar_colours(&v);
+        let want = [[200, 30, 30, 255], [30, 200, 30, 255], [30, 30, 200, 255], [9, 9, 9, 255]];
+        assert!(close(&got, &want, 6), "RGB with a CMYK profile {:?} {:?}: got {got:?}", v.size, v.format);
+    }
 }

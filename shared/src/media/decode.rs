@@ -88,7 +88,13 @@ fn decode_with_image(bytes: &[u8], facts: Facts) -> Result<(DynamicImage, colour
         let icc = d.icc_profile().ok().flatten();
         if let Some(cmyk) = icc.as_deref().and_then(colour::cmyk_profile) {
             drop(d);
-            return decode_cmyk(bytes, &cmyk).map(|image| (image, colour::Space::Srgb));
+            if let Some(image) = decode_cmyk(bytes, &cmyk)? {
+                return Ok((image, colour::Space::Srgb));
+            }
+            // A CMYK profile on a colour or grey JPEG describes nothing in it: browsers show
+            // such a file as if untagged, and so does this.
+            let d = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes)).map_err(failed)?;
+            return read(d, image_limits, None);
         }
         read(d, image_limits, icc)
     } else {
@@ -100,8 +106,9 @@ fn decode_with_image(bytes: &[u8], facts: Facts) -> Result<(DynamicImage, colour
 
 /// A CMYK or YCCK JPEG with a CMYK profile: its samples as stored, turned into ink amounts and
 /// converted to sRGB through the profile, in place (3 bytes a pixel written where 4 were
-/// read), so the file's four samples a pixel are the only full-size buffer.
-fn decode_cmyk(bytes: &[u8], profile: &moxcms::ColorProfile) -> Result<DynamicImage, DecodeError> {
+/// read), so the file's four samples a pixel are the only full-size buffer. `None` when the
+/// JPEG is not CMYK or YCCK.
+fn decode_cmyk(bytes: &[u8], profile: &moxcms::ColorProfile) -> Result<Option<DynamicImage>, DecodeError> {
     use zune_core::colorspace::ColorSpace;
     let options = zune_core::options::DecoderOptions::default()
         .set_strict_mode(false)
@@ -112,7 +119,7 @@ fn decode_cmyk(bytes: &[u8], profile: &moxcms::ColorProfile) -> Result<DynamicIm
     let (w, h) = d.dimensions().ok_or_else(|| failed("no dimensions"))?;
     let stored = d.input_colorspace().ok_or_else(|| failed("no colour space"))?;
     if !matches!(stored, ColorSpace::CMYK | ColorSpace::YCCK) {
-        return Err(failed("a CMYK profile on a JPEG that is not CMYK"));
+        return Ok(None);
     }
     // The samples as stored: zune converts between other spaces, not from YCCK to CMYK.
     d.set_options(d.options().jpeg_set_out_colorspace(stored));
@@ -136,7 +143,7 @@ fn decode_cmyk(bytes: &[u8], profile: &moxcms::ColorProfile) -> Result<DynamicIm
     colour::cmyk_to_srgb_in_place(profile, &mut pixels).map_err(failed)?;
     let wrong = || failed("the CMYK decoder returned a buffer of the wrong size");
     let rgb = image::RgbImage::from_raw(w as u32, h as u32, pixels).ok_or_else(wrong)?;
-    Ok(DynamicImage::ImageRgb8(rgb))
+    Ok(Some(DynamicImage::ImageRgb8(rgb)))
 }
 
 /// Makes any decoded image 8-bit RGB or RGBA.
