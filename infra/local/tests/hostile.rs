@@ -401,7 +401,14 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
+        // Pooled connections are dropped after 30 s idle, well before the server's 60 s idle
+        // timeout: a connection reused just as the server closes it fails the request in
+        // flight (the late memes wait out the whole variants phase, which can take a minute).
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
         let unpooled = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
         Server { process: Process::start(ADMIN_TOKEN), client, unpooled }
     }
