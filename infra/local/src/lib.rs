@@ -414,12 +414,8 @@ pub fn resize_files(files: &[PathBuf], out: &Path, formats: &[Format]) -> Result
         let mut written = Vec::new();
         variants::render(&bytes, orientation, |size, upright| {
             for &format in formats {
-                let (format, quality) = match format {
-                    Format::Webp => (Format::Webp, variants::webp_quality(size)),
-                    _ if upright.color().has_alpha() => (Format::Png, 100.0),
-                    _ => (Format::Jpeg, f32::from(variants::JPEG_QUALITY)),
-                };
-                let encoded = variants::encode(upright, format, quality)?;
+                let format = if format == Format::Webp { format } else { variants::classic_format(upright) };
+                let encoded = variants::encode(upright, format, variants::quality(size, format))?;
                 written.push((format!("{stem}-{}.{}", size.name(), format.ext()), encoded));
             }
             Ok(())

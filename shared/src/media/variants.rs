@@ -158,8 +158,7 @@ pub fn make_variants(bytes: &[u8], orientation: u16) -> Result<Vec<Variant>, Var
     let mut out = Vec::with_capacity(2 * Size::ALL.len());
     render(bytes, orientation, |size, upright| {
         for format in [Format::Webp, classic_format(upright)] {
-            let quality = if format == Format::Webp { webp_quality(size) } else { f32::from(JPEG_QUALITY) };
-            let bytes = encode(upright, format, quality)?;
+            let bytes = encode(upright, format, quality(size, format))?;
             out.push(Variant { size, width: upright.width(), height: upright.height(), format, bytes });
         }
         Ok(())
@@ -263,8 +262,13 @@ fn upright(
     Ok(dynamic)
 }
 
+/// The quality a variant of `size` is encoded at in `format` (PNG ignores it).
+pub fn quality(size: Size, format: Format) -> f32 {
+    if format == Format::Webp { webp_quality(size) } else { f32::from(JPEG_QUALITY) }
+}
+
 /// The classic format of a variant: PNG when it has transparency, JPEG otherwise.
-fn classic_format(img: &DynamicImage) -> Format {
+pub fn classic_format(img: &DynamicImage) -> Format {
     if img.color().has_alpha() { Format::Png } else { Format::Jpeg }
 }
 
