@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // Reference for scripts/bench: the work `imghost resize FILE... --out DIR` does, done with sharp.
 //
-//   node bench/sharp-resize.mjs --out DIR [--format jpeg|webp] [--quality Q | --qualities S,M,L] FILE...
+//   node bench/sharp-resize.mjs --out DIR [--format jpeg|webp|gif] [--animated]
+//                               [--quality Q | --qualities S,M,L] FILE...
 //
 // For each input, sequentially: three variants, small/medium/large = 320/1024/2048 px on the
-// long edge, never upscaled, EXIF orientation applied, as JPEG (4:2:0, the default) or WebP
-// (effort 4, libwebp's default and imghost's) at quality Q (default 82), or S, M and L for the
-// small, medium and large variants, written as
-// DIR/<stem>-small.<ext>, -medium and -large (the names imghost uses).
+// long edge, never upscaled, EXIF orientation applied, as JPEG (4:2:0, the default), WebP
+// (effort 4, libwebp's default and imghost's) or GIF (sharp's defaults) at quality Q (default
+// 82), or S, M and L for the small, medium and large variants, written as
+// DIR/<stem>-small.<ext>, -medium and -large (the names imghost uses). With --animated every
+// frame is read and resized (`sharp(input, { animated: true })`); animations carry no EXIF
+// orientation, and sharp does not turn multi-frame images.
 // One libvips thread, no libvips operation cache. Prints nothing but errors: timing is done from
 // outside, the same way for both tools.
 
@@ -20,7 +23,7 @@ const VARIANTS = [
   ['medium', 1024],
   ['large', 2048],
 ];
-const FORMATS = { jpeg: 'jpg', webp: 'webp' };
+const FORMATS = { jpeg: 'jpg', webp: 'webp', gif: 'gif' };
 
 function usage(message) {
   if (message) console.error(`sharp-resize: ${message}`);
@@ -31,6 +34,7 @@ function usage(message) {
 function parseArgs(argv) {
   let out;
   let format = 'jpeg';
+  let animated = false;
   let qualities = [82, 82, 82];
   const files = [];
   for (let i = 0; i < argv.length; i++) {
@@ -40,7 +44,9 @@ function parseArgs(argv) {
       out = argv[++i];
     } else if (arg === '--format') {
       format = argv[++i];
-      if (!(format in FORMATS)) usage('--format is jpeg or webp');
+      if (!(format in FORMATS)) usage('--format is jpeg, webp or gif');
+    } else if (arg === '--animated') {
+      animated = true;
     } else if (arg === '--quality' || arg === '--qualities') {
       const values = argv[++i].split(',').map(Number);
       qualities = values.length === 1 ? [values[0], values[0], values[0]] : values;
@@ -60,11 +66,11 @@ function parseArgs(argv) {
   }
   if (!out) usage('--out DIR is required');
   if (files.length === 0) usage('no input files');
-  return { out, files, format, qualities };
+  return { out, files, format, qualities, animated };
 }
 
 async function main() {
-  const { out, files, format, qualities } = parseArgs(process.argv.slice(2));
+  const { out, files, format, qualities, animated } = parseArgs(process.argv.slice(2));
   sharp.concurrency(1);
   sharp.cache(false);
   await mkdir(out, { recursive: true });
@@ -75,8 +81,10 @@ async function main() {
       const quality = qualities[index];
       const dest = path.join(out, `${stem}-${name}.${FORMATS[format]}`);
       try {
-        const resized = sharp(file).rotate().resize(size, size, { fit: 'inside', withoutEnlargement: true });
-        const encoded = format === 'webp' ? resized.webp({ quality, effort: 4 }) : resized.jpeg({ quality });
+        const input = animated ? sharp(file, { animated: true }) : sharp(file).rotate();
+        const resized = input.resize(size, size, { fit: 'inside', withoutEnlargement: true });
+        const encoded =
+          format === 'webp' ? resized.webp({ quality, effort: 4 }) : format === 'gif' ? resized.gif() : resized.jpeg({ quality });
         await encoded.toFile(dest);
       } catch (err) {
         throw new Error(`${file} -> ${dest}: ${err.message}`);

@@ -54,7 +54,54 @@ fn kinds() -> Vec<Kind> {
         ("WebP lossless with alpha", || {
             encode(image::DynamicImage::ImageRgba8(pattern_rgba()), image::ImageFormat::WebP)
         }),
+        // Animations are made a frame at a time; their frames are noise, the worst case for the
+        // size of the encoded variants held until the end.
+        ("animated GIF of noise", || {
+            let mut out = Vec::new();
+            let mut e = gif::Encoder::new(&mut out, ANIMATED.0 as u16, ANIMATED.1 as u16, &[]).unwrap();
+            for i in 0..ANIMATED_FRAMES {
+                let mut raw = noise(i, 255).into_raw();
+                let frame = gif::Frame::from_rgba_speed(ANIMATED.0 as u16, ANIMATED.1 as u16, &mut raw, 30);
+                e.write_frame(&frame).unwrap();
+            }
+            drop(e);
+            out
+        }),
+        ("APNG of noise with alpha", || {
+            let mut out = Vec::new();
+            let mut e = png::Encoder::new(&mut out, ANIMATED.0, ANIMATED.1);
+            e.set_color(png::ColorType::Rgba);
+            e.set_animated(ANIMATED_FRAMES, 0).unwrap();
+            let mut writer = e.write_header().unwrap();
+            for i in 0..ANIMATED_FRAMES {
+                writer.write_image_data(noise(i, 200).as_raw()).unwrap();
+            }
+            writer.finish().unwrap();
+            out
+        }),
+        ("animated WebP of noise", || {
+            let config = webp::WebPConfig::new().unwrap();
+            let frames: Vec<image::RgbaImage> = (0..ANIMATED_FRAMES).map(|i| noise(i, 255)).collect();
+            let mut e = webp::AnimEncoder::new(ANIMATED.0, ANIMATED.1, &config);
+            for (i, f) in frames.iter().enumerate() {
+                e.add_frame(webp::AnimFrame::from_rgba(f.as_raw(), ANIMATED.0, ANIMATED.1, 100 * i as i32));
+            }
+            e.try_encode().unwrap().to_vec()
+        }),
     ]
+}
+
+/// The canvas and frame count of the animations: 24 megapixels over all frames.
+const ANIMATED: (u32, u32) = (1000, 750);
+const ANIMATED_FRAMES: u32 = 32;
+
+/// A frame of noise (a cheap hash of the position and frame), with this alpha.
+fn noise(frame: u32, alpha: u8) -> image::RgbaImage {
+    image::RgbaImage::from_fn(ANIMATED.0, ANIMATED.1, |x, y| {
+        let h = (x.wrapping_mul(0x9E37_79B9) ^ y.wrapping_mul(0x85EB_CA6B) ^ frame.wrapping_mul(0xC2B2_AE35))
+            .wrapping_mul(0x27D4_EB2F);
+        image::Rgba([(h >> 24) as u8, (h >> 16) as u8, (h >> 8) as u8, alpha])
+    })
 }
 
 fn pattern_rgb() -> image::RgbImage {

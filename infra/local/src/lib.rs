@@ -398,10 +398,11 @@ async fn shutdown_signal() {
 
 /// `imghost resize`: runs the production variant pipeline on files, one after another on one
 /// thread, writing `<stem>-small.<ext>`, `-medium` and `-large` into `out` in each of `formats`:
-/// `jpeg` (the classic variant: PNG where there is transparency) and `webp`, at the qualities
-/// the service uses. The benchmark times one format at a time against sharp.
+/// `jpeg` (the classic variant: PNG where there is transparency, GIF for an animation) and
+/// `webp`, at the qualities the service uses. An animation is resized frame by frame, as the
+/// resize worker does. The benchmark times one format at a time against sharp.
 pub fn resize_files(files: &[PathBuf], out: &Path, formats: &[Format]) -> Result<(), BoxError> {
-    use imghost::media::{self, exif, variants};
+    use imghost::media::{self, animation, decode, exif, variants};
     std::fs::create_dir_all(out)?;
     for file in files {
         let bytes = std::fs::read(file)?;
@@ -412,7 +413,16 @@ pub fn resize_files(files: &[PathBuf], out: &Path, formats: &[Format]) -> Result
         let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
         let failed = |e: &dyn std::fmt::Display| BoxError::from(format!("{}: {e}", file.display()));
         let mut written = Vec::new();
-        variants::render(&bytes, orientation, |size, upright| {
+        let (facts, permit) = decode::reserve(&bytes, u64::MAX).map_err(|e| failed(&e))?;
+        if animation::is_animated(&facts) {
+            let animated: Vec<Format> =
+                formats.iter().map(|&f| if f == Format::Webp { f } else { Format::Gif }).collect();
+            for v in animation::make_variants(&bytes, &facts, orientation, &animated, permit).map_err(|e| failed(&e))? {
+                std::fs::write(out.join(format!("{stem}-{}.{}", v.size.name(), v.format.ext())), v.bytes)?;
+            }
+            continue;
+        }
+        variants::render_reserved(&bytes, facts, permit, orientation, |size, upright| {
             for &format in formats {
                 let format = if format == Format::Webp { format } else { variants::classic_format(upright) };
                 let encoded = variants::encode(upright, format, variants::quality(size, format))?;

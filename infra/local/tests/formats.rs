@@ -1,6 +1,7 @@
 //! Variant formats over HTTP: each size is made as JPEG (PNG when transparent) and WebP, the
 //! metadata lists both, and `/i/{id}?size=` answers the format the request's `Accept` header
-//! prefers, or the one its extension names, with `Vary: Accept` and an ETag of its own.
+//! prefers, or the one its extension names, with `Vary: Accept` and an ETag of its own. An
+//! animation stays one in both of its formats, GIF and animated WebP.
 
 mod common;
 
@@ -126,5 +127,69 @@ async fn a_transparent_image_is_png_for_old_browsers_and_webp_with_alpha_for_new
         let decoded = image::load_from_memory(&resp.bytes().await.unwrap()).unwrap().to_rgba8();
         assert_eq!(decoded.get_pixel(10, 10).0[3], 0, "{want}");
         assert_eq!(decoded.get_pixel(300, 10).0[3], 255, "{want}");
+    }
+}
+
+/// A 300x200 animated GIF of `frames` frames, each with the bar in another place, looping for
+/// ever, 80 ms a frame.
+fn animated_gif(frames: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 10);
+        encoder.set_repeat(image::codecs::gif::Repeat::Infinite).unwrap();
+        for i in 0..frames {
+            let canvas = image::RgbaImage::from_fn(300, 200, |x, _| {
+                let bar = (x / 30) == i % 10;
+                image::Rgba(if bar { [250, 250, 250, 255] } else { [40, 90, 200, 255] })
+            });
+            let delay = image::Delay::from_numer_denom_ms(80, 1);
+            encoder.encode_frame(image::Frame::from_parts(canvas, 0, 0, delay)).unwrap();
+        }
+    }
+    out
+}
+
+/// How many frames an animated GIF or WebP has, with the `image` crate's decoders.
+fn frame_count(bytes: &[u8]) -> usize {
+    use image::AnimationDecoder;
+    let reader = std::io::Cursor::new(bytes);
+    match sniffed(bytes) {
+        "image/gif" => image::codecs::gif::GifDecoder::new(reader).unwrap().into_frames().count(),
+        "image/webp" => image::codecs::webp::WebPDecoder::new(reader).unwrap().into_frames().count(),
+        other => panic!("{other} is not an animation format"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_animated_gif_stays_animated_as_gif_for_old_browsers_and_webp_for_new_ones() {
+    // Given an uploaded animated GIF of 12 frames,
+    let server = Server::start().await;
+    let (status, body) = server.upload_raw(animated_gif(12), "image/gif").await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let image = server.wait_for_variants(&id, Duration::from_secs(60)).await;
+    // then the metadata lists each size as GIF and WebP,
+    for size in ["small", "medium", "large"] {
+        let names: Vec<&str> = image["variants"][size]["formats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["format"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["gif", "webp"], "{size}");
+    }
+    // and whichever format a browser gets, every frame is there.
+    for (path, accept, want) in [
+        (format!("/i/{id}?size=small"), OLD, "image/gif"),
+        (format!("/i/{id}?size=small"), CHROME, "image/webp"),
+        (format!("/i/{id}.gif?size=large"), CHROME, "image/gif"),
+        (format!("/i/{id}.webp?size=medium"), "*/*", "image/webp"),
+    ] {
+        let resp = server.client.get(server.url(&path)).header("accept", accept).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["content-type"], want, "{path}");
+        assert_eq!(resp.headers()["vary"], "accept", "{path}");
+        let bytes = resp.bytes().await.unwrap();
+        assert_eq!(frame_count(&bytes), 12, "{path} as {want}");
     }
 }

@@ -50,11 +50,13 @@ impl Decoded {
 /// as long as other decodes hold it. Blocks: call from a blocking thread.
 pub fn decode(bytes: &[u8], max_cost: u64) -> Result<Decoded, DecodeError> {
     let facts = inspect(bytes)?.facts;
-    let limit = max_cost.min(limits::DECODE_BUDGET);
-    if facts.decode_cost > limit {
-        return Err(DecodeError::OverLimit { cost: facts.decode_cost, limit });
-    }
-    let permit = BUDGET.acquire(facts.decode_cost);
+    let permit = take(facts.still_cost, max_cost)?;
+    decode_reserved(bytes, facts, permit)
+}
+
+/// Decodes `bytes` whose cost [`reserve`] reserved: the still image, or an animation's first
+/// frame.
+pub fn decode_reserved(bytes: &[u8], facts: Facts, permit: Permit) -> Result<Decoded, DecodeError> {
     let (image, colour) = match facts.format {
         Format::Jpeg | Format::Webp => decode_with_image(bytes, facts),
         Format::Png => decode_png(bytes, facts),
@@ -63,7 +65,26 @@ pub fn decode(bytes: &[u8], max_cost: u64) -> Result<Decoded, DecodeError> {
     Ok(Decoded { image, colour, facts, permit })
 }
 
-fn failed(e: impl std::fmt::Display) -> DecodeError {
+/// Inspects `bytes` and reserves the cost of decoding it and making its variants, if that is
+/// at most `max_cost` (and the budget's), waiting for budget as long as other decodes hold it:
+/// the first step of [`decode`], and of the animation pipeline, which decodes a frame at a time.
+/// Blocks: call from a blocking thread.
+pub fn reserve(bytes: &[u8], max_cost: u64) -> Result<(Facts, Permit), DecodeError> {
+    let facts = inspect(bytes)?.facts;
+    let permit = take(facts.decode_cost, max_cost)?;
+    Ok((facts, permit))
+}
+
+/// Reserves `cost` from the budget unless it is over `max_cost` (or the budget's).
+fn take(cost: u64, max_cost: u64) -> Result<Permit, DecodeError> {
+    let limit = max_cost.min(limits::DECODE_BUDGET);
+    if cost > limit {
+        return Err(DecodeError::OverLimit { cost, limit });
+    }
+    Ok(BUDGET.acquire(cost))
+}
+
+pub(crate) fn failed(e: impl std::fmt::Display) -> DecodeError {
     DecodeError::Failed(e.to_string())
 }
 
@@ -73,7 +94,7 @@ fn failed(e: impl std::fmt::Display) -> DecodeError {
 /// embed one ([`decode_cmyk`]), the plain way otherwise, as browsers do.
 fn decode_with_image(bytes: &[u8], facts: Facts) -> Result<(DynamicImage, colour::Space), DecodeError> {
     let mut image_limits = image::Limits::default();
-    image_limits.max_alloc = Some(facts.decode_cost);
+    image_limits.max_alloc = Some(facts.still_cost);
     fn read(
         mut d: impl ImageDecoder,
         limits: image::Limits,
@@ -158,7 +179,7 @@ fn normalise(image: DynamicImage) -> DynamicImage {
 /// PNG through the `png` crate directly: 16-bit samples are reduced to 8 and palettes and low
 /// bit depths expanded row by row, so no 16-bit frame is ever held.
 fn decode_png(bytes: &[u8], facts: Facts) -> Result<(DynamicImage, colour::Space), DecodeError> {
-    let limit = usize::try_from(facts.decode_cost).unwrap_or(usize::MAX);
+    let limit = usize::try_from(facts.still_cost).unwrap_or(usize::MAX);
     let mut d = png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: limit });
     d.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     d.set_ignore_text_chunk(true);
@@ -190,7 +211,7 @@ fn decode_gif(bytes: &[u8], facts: Facts) -> Result<DynamicImage, DecodeError> {
     options.set_color_output(gif::ColorOutput::Indexed);
     options.check_frame_consistency(false);
     options.allow_unknown_blocks(true);
-    if let Some(limit) = std::num::NonZeroU64::new(facts.decode_cost) {
+    if let Some(limit) = std::num::NonZeroU64::new(facts.still_cost) {
         options.set_memory_limit(gif::MemoryLimit::Bytes(limit));
     }
     let mut d = options.read_info(Cursor::new(bytes)).map_err(failed)?;
@@ -321,7 +342,7 @@ mod tests {
             // then the pixels are the reference's, in 8 bits, and the budget is held meanwhile.
             assert!(matches!(got.image, DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_)), "case {i}");
             assert_eq!(got.image.to_rgba8(), want.to_rgba8(), "case {i}");
-            assert!(budget_in_use() >= got.facts.decode_cost, "case {i}");
+            assert!(budget_in_use() >= got.facts.still_cost, "case {i}");
         }
     }
 

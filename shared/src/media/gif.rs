@@ -241,9 +241,27 @@ pub(crate) fn inspect(b: &[u8]) -> Result<Facts, MediaError> {
         frames,
         frame_pixels,
         // The first frame's indices (1 byte a pixel) and the canvas (3 or 4).
-        decode_cost: super::pipeline_cost(first_frame_pixels + canvas_bytes * canvas, width, height, rgba),
+        still_cost: super::pipeline_cost(first_frame_pixels + canvas_bytes * canvas, width, height, rgba),
+        decode_cost: 0,
         check_by_decoding: false,
-    })
+    }
+    .costed())
+}
+
+/// How many times the animation plays, 0 for ever: a GIF without a loop block plays once, and
+/// its loop count counts the repeats after the first play (0 is for ever), as browsers read it.
+pub(crate) fn plays(b: &[u8]) -> u32 {
+    let Ok(screen) = screen(b) else { return 1 };
+    for block in Blocks::new(b, &screen) {
+        let Ok(Block::Extension { range, label: 0xFF }) = block else { continue };
+        if let Some(count) = loop_count(b, &range) {
+            return match u16::from_le_bytes(count) {
+                0 => 0,
+                n => u32::from(n) + 1,
+            };
+        }
+    }
+    1
 }
 
 /// The loop count of a NETSCAPE2.0 or ANIMEXTS1.0 application extension, if the block is one.

@@ -7,6 +7,7 @@
 //! Ingest never holds decoded pixels; they are decoded in the background worker (and for a meme
 //! background), always through [`decode::decode`] and its memory budget.
 
+pub mod animation;
 pub mod colour;
 pub mod decode;
 pub mod exif;
@@ -142,6 +143,9 @@ pub mod limits {
     pub const MAX_JPEG_SCANS: usize = 100;
     /// ICC profiles larger than this are dropped from originals (real profiles stay far below).
     pub const MAX_ICC_BYTES: usize = 2 << 20;
+    /// The largest an encoded animated variant may be. Animations whose variants would be
+    /// larger keep only their original, served in every size.
+    pub const MAX_ANIMATED_VARIANT_BYTES: u64 = 32 << 20;
     /// Memory a decode needs beyond what grows with its pixels: decoder state, tables, the
     /// encoders' buffers.
     pub const DECODE_OVERHEAD: u64 = 16 << 20;
@@ -167,12 +171,29 @@ pub struct Facts {
     /// Pixels of every frame together.
     pub frame_pixels: u64,
     /// The most memory, in bytes, that decoding the image and making its variants takes, the
-    /// file itself included: what the decode reserves from [`limits::DECODE_BUDGET`].
+    /// file itself included: what making the variants reserves from [`limits::DECODE_BUDGET`].
+    /// For an animation, the larger of [`animation::cost`] and `still_cost`.
     pub decode_cost: u64,
+    /// The same for the still image, or an animation's first frame alone: what a decode of it
+    /// ([`decode::decode`], for a meme background) reserves.
+    pub still_cost: u64,
     /// Whether the image data can only be checked by decoding it ([`verify_decodes`]): WebP
     /// bitstreams, and progressive JPEG, whose decoder needs every scan to end where its data
     /// ends.
     pub check_by_decoding: bool,
+}
+
+impl Facts {
+    /// The facts with `decode_cost` set from `still_cost` and, for an animation, the cost of
+    /// making its variants a frame at a time.
+    pub(crate) fn costed(mut self) -> Self {
+        self.decode_cost = if animation::is_animated(&self) {
+            self.still_cost.max(animation::cost(self.width, self.height, self.frame_pixels))
+        } else {
+            self.still_cost
+        };
+        self
+    }
 }
 
 /// The result of [`inspect`]: the facts, and what stripping that file needs to know.
@@ -209,6 +230,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspected, MediaError> {
     };
     // The file itself is held while it is decoded, so it counts against the budget too.
     facts.decode_cost += bytes.len() as u64;
+    facts.still_cost += bytes.len() as u64;
     let pixels = u64::from(facts.width) * u64::from(facts.height);
     if pixels > limits::MAX_PIXELS {
         return Err(too_many_pixels(facts.width, facts.height));

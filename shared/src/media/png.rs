@@ -446,10 +446,11 @@ pub(crate) fn inspect(b: &[u8]) -> Result<(Facts, Extras), MediaError> {
                     height: header.height,
                     frames,
                     frame_pixels,
-                    decode_cost: decode_cost(&header, pos.seen & bit(b"tRNS") != 0),
+                    still_cost: decode_cost(&header, pos.seen & bit(b"tRNS") != 0),
+                    decode_cost: 0,
                     check_by_decoding: false,
                 };
-                return Ok((facts, Extras { animated }));
+                return Ok((facts.costed(), Extras { animated }));
             }
             b"acTL" => {
                 if ancillary_ok(&header, &pos, kind, data) && data.len() == 8 && chunk.crc_ok(b) {

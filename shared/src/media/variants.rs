@@ -14,7 +14,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 
-use super::{Format, decode};
+use super::{Format, animation, decode};
 
 /// JPEG quality of every variant. 82 is where artefacts stop being visible on photos at these
 /// sizes while files stay small; sharp's benchmarks use the same value.
@@ -154,9 +154,16 @@ pub fn fit_inside(w: u32, h: u32, edge: u32) -> (u32, u32) {
 /// Every variant of the image, smallest first: for each size the classic one ([`Format::Jpeg`],
 /// or [`Format::Png`] with transparency) and then the WebP one, encoded as [`encode`] does at
 /// [`JPEG_QUALITY`] and [`webp_quality`].
+///
+/// An animation ([`animation::is_animated`]) keeps every frame: its variants are GIF and
+/// animated WebP ([`animation`]).
 pub fn make_variants(bytes: &[u8], orientation: u16) -> Result<Vec<Variant>, VariantError> {
+    let (facts, permit) = decode::reserve(bytes, u64::MAX).map_err(refused)?;
+    if animation::is_animated(&facts) {
+        return animation::make_variants(bytes, &facts, orientation, &animation::FORMATS, permit);
+    }
     let mut out = Vec::with_capacity(2 * Size::ALL.len());
-    render(bytes, orientation, |size, upright| {
+    render_reserved(bytes, facts, permit, orientation, |size, upright| {
         for format in [Format::Webp, classic_format(upright)] {
             let bytes = encode(upright, format, quality(size, format))?;
             out.push(Variant { size, width: upright.width(), height: upright.height(), format, bytes });
@@ -169,7 +176,8 @@ pub fn make_variants(bytes: &[u8], orientation: u16) -> Result<Vec<Variant>, Var
 
 /// Decodes the image once (through [`decode::decode`], holding its share of the decode budget
 /// until `each` has seen the last size) and hands `each` every size, largest first, as it is
-/// shown: resized, in sRGB, turned upright, RGBA only where there is transparency.
+/// shown: resized, in sRGB, turned upright, RGBA only where there is transparency. Of an
+/// animation it renders the first frame ([`make_variants`] renders every frame).
 ///
 /// An image with visible transparency is resized with premultiplied alpha, done in place, so
 /// transparent pixels do not bleed their colour into their neighbours; an RGBA image that is
@@ -182,12 +190,27 @@ pub fn make_variants(bytes: &[u8], orientation: u16) -> Result<Vec<Variant>, Var
 pub fn render(
     bytes: &[u8],
     orientation: u16,
+    each: impl FnMut(Size, &DynamicImage) -> Result<(), VariantError>,
+) -> Result<(), VariantError> {
+    render_decoded(decode::decode(bytes, u64::MAX).map_err(refused)?, orientation, each)
+}
+
+/// [`render`] of a file whose cost [`decode::reserve`] reserved.
+pub fn render_reserved(
+    bytes: &[u8],
+    facts: super::Facts,
+    permit: decode::Permit,
+    orientation: u16,
+    each: impl FnMut(Size, &DynamicImage) -> Result<(), VariantError>,
+) -> Result<(), VariantError> {
+    render_decoded(decode::decode_reserved(bytes, facts, permit).map_err(refused)?, orientation, each)
+}
+
+fn render_decoded(
+    decoded: decode::Decoded,
+    orientation: u16,
     mut each: impl FnMut(Size, &DynamicImage) -> Result<(), VariantError>,
 ) -> Result<(), VariantError> {
-    let decoded = decode::decode(bytes, u64::MAX).map_err(|e| match e {
-        decode::DecodeError::Failed(m) => VariantError::Decode(m),
-        other => VariantError::Refused(other.to_string()),
-    })?;
     let (image, colour, _permit) = decoded.into_parts();
     let (w, h) = (image.width(), image.height());
     let alpha = has_visible_alpha(&image);
@@ -220,6 +243,13 @@ pub fn render(
         each(size, &upright(&current, alpha, orientation, &mul_div)?)?;
     }
     Ok(())
+}
+
+fn refused(e: decode::DecodeError) -> VariantError {
+    match e {
+        decode::DecodeError::Failed(m) => VariantError::Decode(m),
+        other => VariantError::Refused(other.to_string()),
+    }
 }
 
 /// Whether any pixel is not fully opaque. An RGBA file that is opaque everywhere becomes JPEG.

@@ -196,14 +196,18 @@ pub(crate) fn inspect(b: &[u8]) -> Result<(Facts, Extras), MediaError> {
         chunks.next().transpose()?.ok_or_else(|| MediaError::Unreadable("the WebP has no image header".into()))?;
     let p = &b[first.payload.clone()];
     // Only a plain lossy bitstream has no alpha; the others may.
-    let facts = |w: u32, h: u32, frames: u32, frame_pixels: u64, per_pixel: u64| Facts {
-        format: Format::Webp,
-        width: w,
-        height: h,
-        frames,
-        frame_pixels,
-        decode_cost: super::pipeline_cost(u64::from(w) * u64::from(h) * per_pixel, w, h, &first.fourcc != b"VP8 "),
-        check_by_decoding: true,
+    let facts = |w: u32, h: u32, frames: u32, frame_pixels: u64, per_pixel: u64| {
+        Facts {
+            format: Format::Webp,
+            width: w,
+            height: h,
+            frames,
+            frame_pixels,
+            still_cost: super::pipeline_cost(u64::from(w) * u64::from(h) * per_pixel, w, h, &first.fourcc != b"VP8 "),
+            decode_cost: 0,
+            check_by_decoding: true,
+        }
+        .costed()
     };
     // The decoder's working set per pixel, with room to spare: lossy frames keep YUV planes
     // beside the RGB(A) output, lossless ones decode into their 4-byte output (measured: 4.1

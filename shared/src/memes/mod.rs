@@ -348,7 +348,7 @@ async fn background_source(app: &App, id: &str) -> Result<Background> {
     let reservation = crate::budget::reserve(opened.len() as usize).await;
     let bytes = opened.bytes(app).await?.ok_or_else(|| Error::internal("image object missing"))?;
     let checked = bytes.clone();
-    let cost = tokio::task::spawn_blocking(move || media::inspect(&checked).map(|i| i.facts.decode_cost))
+    let cost = tokio::task::spawn_blocking(move || media::inspect(&checked).map(|i| i.facts.still_cost))
         .await
         .map_err(Error::internal)?
         .map_err(|e| unusable(&e.to_string()))?;
