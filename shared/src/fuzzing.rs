@@ -24,6 +24,9 @@ pub const EXIF_ALLOC_PER_BYTE: usize = 48;
 pub const EXIF_ALLOC_EXTRA: usize = 256 << 10;
 /// Images small enough that the fuzz targets decode them to compare with inspection.
 const DECODE_CHECK_PIXELS: u64 = 1 << 20;
+/// Images (all their frames together) small enough that the fuzz targets also make their
+/// variants, which is the one path through the animation encoders and libwebp.
+const VARIANTS_CHECK_PIXELS: u64 = 1 << 16;
 
 pub mod alloc {
     //! A global allocator that counts, per thread, the bytes in use and their peak.
@@ -108,7 +111,9 @@ fn check_bound(what: &str, peak: usize, bound: usize) {
 /// decoding. Invariants: inspection allocates at most [`INSPECT_ALLOC_BOUND`]; an accepted file
 /// strips to a file that is accepted with the same format, size and frame count, that strips to
 /// itself, that holds only what its keep-list allows, and (for small images) that decodes to
-/// the size inspection read, within the memory inspection estimated.
+/// the size inspection read, within the memory inspection estimated, and (for smaller ones)
+/// that has its six variants made, frame by frame for an animation, within the memory
+/// inspection estimated for that (the Rust side of it: libwebp allocates through C).
 pub fn inspect(data: &[u8]) {
     let (inspected, peak) = alloc::measure(|| media::inspect(data));
     check_bound("inspect", peak, INSPECT_ALLOC_BOUND);
@@ -134,6 +139,14 @@ pub fn inspect(data: &[u8]) {
         let image = decoded.unwrap_or_else(|e| panic!("an accepted image does not decode: {e}"));
         assert_eq!((image.width(), image.height()), (facts.width, facts.height), "the decoder sees another size");
         check_bound("decode", peak, again.facts.still_cost as usize);
+    }
+    if facts.frame_pixels <= VARIANTS_CHECK_PIXELS {
+        let (made, peak) = alloc::measure(|| media::variants::make_variants(&stripped, orientation));
+        check_bound("variants", peak, again.facts.decode_cost as usize);
+        // A variant may fail to encode (an animated one over its size cap), but never panic.
+        if let Ok(made) = made {
+            assert_eq!(made.len(), 6, "every size in two formats");
+        }
     }
 }
 
@@ -415,6 +428,7 @@ pub mod seeds {
         }
         seeds.push(palette_png(&rgb));
         seeds.push(apng(&rgba));
+        seeds.push(animated_webp(&rgba));
         seeds.push(animated_gif_with_metadata(&rgba));
         seeds.push(extended_webp(&seeds[5]));
         let mut stack = vec![photos.to_path_buf()];
@@ -461,6 +475,19 @@ pub mod seeds {
         }
         w.finish().unwrap();
         out
+    }
+
+    fn animated_webp(rgba: &image::RgbaImage) -> Vec<u8> {
+        let mut config = webp::WebPConfig::new().unwrap();
+        config.lossless = 1;
+        let frames: Vec<Vec<u8>> =
+            (0..3u8).map(|shift| rgba.as_raw().iter().map(|v| v.wrapping_add(shift * 40)).collect()).collect();
+        let mut e = webp::AnimEncoder::new(rgba.width(), rgba.height(), &config);
+        e.set_loop_count(2);
+        for (i, frame) in frames.iter().enumerate() {
+            e.add_frame(webp::AnimFrame::from_rgba(frame, rgba.width(), rgba.height(), 50 * i as i32));
+        }
+        e.try_encode().unwrap().to_vec()
     }
 
     fn animated_gif_with_metadata(rgba: &image::RgbaImage) -> Vec<u8> {

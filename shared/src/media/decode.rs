@@ -84,7 +84,7 @@ fn take(cost: u64, max_cost: u64) -> Result<Permit, DecodeError> {
     Ok(BUDGET.acquire(cost))
 }
 
-pub(crate) fn failed(e: impl std::fmt::Display) -> DecodeError {
+fn failed(e: impl std::fmt::Display) -> DecodeError {
     DecodeError::Failed(e.to_string())
 }
 
