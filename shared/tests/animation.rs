@@ -346,8 +346,22 @@ fn frame_and_pixel_caps_refuse_every_animated_format_at_inspection() {
         drop(e);
         out
     };
+    // A GIF of tiny frames on a large canvas: each is composited onto the whole canvas and
+    // resized from it, so the canvas counts, not the frames' own rectangles.
+    let tiny_frames_on_a_large_canvas = {
+        let mut out = Vec::new();
+        let mut e = gif::Encoder::new(&mut out, 700, 700, &[0, 0, 0, 255, 255, 255]).unwrap();
+        for i in 0..600u16 {
+            let mut frame = gif::Frame::from_indexed_pixels(1, 1, vec![(i % 2) as u8], None);
+            (frame.left, frame.top) = (i, i);
+            e.write_frame(&frame).unwrap();
+        }
+        drop(e);
+        out
+    };
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("GIF of 1,001 frames", gif(1001), "too_many_frames"),
+        ("GIF of 600 one-pixel frames on a 700x700 canvas", tiny_frames_on_a_large_canvas, "too_many_pixels"),
         ("APNG of 1,001 frames", apng(1001, 2), "too_many_frames"),
         ("APNG of 1,000 frames of 501x500", apng(1000, 501), "too_many_pixels"),
         ("animated WebP of 1,001 frames", webp(1001), "too_many_frames"),
@@ -365,5 +379,31 @@ fn frame_and_pixel_caps_refuse_every_animated_format_at_inspection() {
     for (name, bytes) in [("GIF", gif(1000)), ("APNG", apng(1000, 2)), ("WebP", webp(1000))] {
         let facts = inspect(&bytes).unwrap_or_else(|e| panic!("{name} of 1,000 frames: {e}")).facts;
         assert!(facts.frames >= 999, "{name}: {} frames", facts.frames);
+    }
+}
+
+#[test]
+fn many_small_frames_with_full_colour_tables_keep_their_variants() {
+    // Given a GIF as encoders write them: a 100x100 first frame, then 999 frames of a 16x16
+    // corner, each with its own table of 256 colours (768 bytes a frame before any pixel),
+    let mut bytes = Vec::new();
+    {
+        let mut e = gif::Encoder::new(&mut bytes, 100, 100, &[]).unwrap();
+        let mut first = RgbaImage::from_pixel(100, 100, image::Rgba([50, 60, 70, 255])).into_raw();
+        e.write_frame(&gif::Frame::from_rgba_speed(100, 100, &mut first, 10)).unwrap();
+        for i in 0..999u32 {
+            let corner: Vec<u8> = (0..256u32).flat_map(|p| [p as u8, (p + i) as u8, (p * 7 + i * 3) as u8]).collect();
+            let palette: Vec<u8> = corner.clone();
+            let mut frame = gif::Frame::from_palette_pixels(16, 16, (0..=255u8).collect::<Vec<u8>>(), palette, None);
+            (frame.left, frame.top, frame.delay) = ((i % 80) as u16, 0, 2);
+            e.write_frame(&frame).unwrap();
+        }
+    }
+    let frames = play(&bytes).frames.len();
+    assert_eq!(frames, 1000);
+    // when its variants are made, then they are, with every frame.
+    let variants = make_variants(&bytes, 1).unwrap_or_else(|e| panic!("{e}"));
+    for v in &variants {
+        assert_eq!(play(&v.bytes).frames.len(), 1000, "{:?} {:?}", v.size, v.format);
     }
 }

@@ -33,6 +33,10 @@ use super::{Facts, Format, colour, limits};
 /// half a byte). A variant that would be larger is not made.
 pub const OUTPUT_BYTES_PER_PIXEL: u64 = 2;
 
+/// What an encoded animated variant may take per frame beyond its pixels: a GIF frame's own
+/// colour table (768 bytes) and headers, a WebP frame's header.
+const OUTPUT_BYTES_PER_FRAME: u64 = 1024;
+
 /// Memory per pixel of a variant size while frames are encoded: the resized frame, its upright
 /// copy, the GIF encoder's held frame and palette indices, and libwebp's canvases (previous,
 /// current, disposed) and the candidate sub-frames it encodes to choose the smallest, with room
@@ -55,22 +59,23 @@ pub fn is_animated(facts: &Facts) -> bool {
 /// The most memory making the variants of an animation takes: the decoders' canvases, each
 /// size's encoders, and the encoded variants, GIF once and WebP twice (libwebp holds its frames
 /// while it assembles the file).
-pub(crate) fn cost(width: u32, height: u32, frame_pixels: u64) -> u64 {
+pub(crate) fn cost(width: u32, height: u32, frames: u32, frame_pixels: u64) -> u64 {
     let canvas = u64::from(width) * u64::from(height);
     let mut total = DECODE_CANVASES * 4 * canvas + limits::DECODE_OVERHEAD;
     for ((tw, th), _) in targets(width, height) {
         let pixels = u64::from(tw) * u64::from(th);
-        let output = output_cap(frame_pixels, pixels, canvas);
+        let output = output_cap(frames, frame_pixels, pixels, canvas);
         total += ENCODE_BYTES_PER_PIXEL * pixels + 3 * output;
     }
     total
 }
 
-/// The largest an encoded variant of `pixels` a frame may be, for frames of `canvas` pixels
-/// that hold `frame_pixels` together.
-fn output_cap(frame_pixels: u64, pixels: u64, canvas: u64) -> u64 {
+/// The largest an encoded variant of `pixels` a frame may be, for `frames` frames of `canvas`
+/// pixels whose own rectangles hold `frame_pixels` together.
+fn output_cap(frames: u32, frame_pixels: u64, pixels: u64, canvas: u64) -> u64 {
     let scaled = frame_pixels.saturating_mul(pixels) / canvas.max(1);
-    (OUTPUT_BYTES_PER_PIXEL * scaled).clamp(64 << 10, limits::MAX_ANIMATED_VARIANT_BYTES)
+    let bound = OUTPUT_BYTES_PER_PIXEL * scaled + OUTPUT_BYTES_PER_FRAME * u64::from(frames) + (64 << 10);
+    bound.min(limits::MAX_ANIMATED_VARIANT_BYTES)
 }
 
 /// The distinct dimensions of the variant sizes of a `width` x `height` canvas, largest first,
@@ -173,7 +178,7 @@ pub fn make_variants(
         .into_iter()
         .map(|((tw, th), size)| {
             let (w, h) = if turned { (th, tw) } else { (tw, th) };
-            let cap = output_cap(facts.frame_pixels, u64::from(tw) * u64::from(th), canvas);
+            let cap = output_cap(facts.frames, facts.frame_pixels, u64::from(tw) * u64::from(th), canvas);
             Output::new(w, h, plays, webp_quality(size), cap, gif, webp)
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -136,7 +136,10 @@ pub mod limits {
     pub const MAX_PIXELS: u64 = 50_000_000;
     /// The most frames an animation may have.
     pub const MAX_FRAMES: u32 = 1_000;
-    /// The most pixels an animation's frames may hold together.
+    /// The most pixels an animation may hold over all its frames, counted both ways: the
+    /// frames' own rectangles together, and the canvas times the frames, since each frame is
+    /// composited onto the whole canvas and resized from it (a thousand 1-pixel frames on a
+    /// large canvas are as much work as a thousand whole ones).
     pub const MAX_ANIMATION_PIXELS: u64 = 250_000_000;
     /// The most scans a JPEG may have. Encoders write at most a few dozen; every scan of a
     /// progressive JPEG makes the decoder pass over the whole image again.
@@ -188,7 +191,7 @@ impl Facts {
     /// making its variants a frame at a time.
     pub(crate) fn costed(mut self) -> Self {
         self.decode_cost = if animation::is_animated(&self) {
-            self.still_cost.max(animation::cost(self.width, self.height, self.frame_pixels))
+            self.still_cost.max(animation::cost(self.width, self.height, self.frames, self.frame_pixels))
         } else {
             self.still_cost
         };
@@ -234,6 +237,19 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspected, MediaError> {
     let pixels = u64::from(facts.width) * u64::from(facts.height);
     if pixels > limits::MAX_PIXELS {
         return Err(too_many_pixels(facts.width, facts.height));
+    }
+    let shown = u64::from(facts.frames) * pixels;
+    if facts.frames > 1 && shown > limits::MAX_ANIMATION_PIXELS {
+        return Err(too_large(
+            "too_many_pixels",
+            format!(
+                "the animation shows {} frames of {}x{} ({shown} pixels); the limit is {} pixels",
+                facts.frames,
+                facts.width,
+                facts.height,
+                limits::MAX_ANIMATION_PIXELS
+            ),
+        ));
     }
     if facts.decode_cost > limits::DECODE_BUDGET {
         return Err(too_large(
