@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Reference for scripts/bench: the work `imghost resize FILE... --out DIR` does, done with sharp.
 //
-//   node bench/sharp-resize.mjs --out DIR [--format jpeg|webp|gif] [--animated]
+//   node bench/sharp-resize.mjs --out DIR [--format jpeg|webp|avif|gif] [--animated]
 //                               [--quality Q | --qualities S,M,L] FILE...
 //
 // For each input, sequentially: three variants, small/medium/large = 320/1024/2048 px on the
 // long edge, never upscaled, EXIF orientation applied, as JPEG (4:2:0, the default), WebP
-// (effort 4, libwebp's default and imghost's) or GIF (sharp's defaults) at quality Q (default
+// (effort 4, libwebp's default and imghost's), AVIF (libaom through libheif, effort 4, sharp's
+// default, 8 bits) or GIF (sharp's defaults) at quality Q (default
 // 82), or S, M and L for the small, medium and large variants, written as
 // DIR/<stem>-small.<ext>, -medium and -large (the names imghost uses). With --animated every
 // frame is read and resized (`sharp(input, { animated: true })`); animations carry no EXIF
@@ -23,7 +24,7 @@ const VARIANTS = [
   ['medium', 1024],
   ['large', 2048],
 ];
-const FORMATS = { jpeg: 'jpg', webp: 'webp', gif: 'gif' };
+const FORMATS = { jpeg: 'jpg', webp: 'webp', avif: 'avif', gif: 'gif' };
 
 function usage(message) {
   if (message) console.error(`sharp-resize: ${message}`);
@@ -44,7 +45,7 @@ function parseArgs(argv) {
       out = argv[++i];
     } else if (arg === '--format') {
       format = argv[++i];
-      if (!(format in FORMATS)) usage('--format is jpeg, webp or gif');
+      if (!(format in FORMATS)) usage('--format is jpeg, webp, avif or gif');
     } else if (arg === '--animated') {
       animated = true;
     } else if (arg === '--quality' || arg === '--qualities') {
@@ -83,8 +84,13 @@ async function main() {
       try {
         const input = animated ? sharp(file, { animated: true }) : sharp(file).rotate();
         const resized = input.resize(size, size, { fit: 'inside', withoutEnlargement: true });
-        const encoded =
-          format === 'webp' ? resized.webp({ quality, effort: 4 }) : format === 'gif' ? resized.gif() : resized.jpeg({ quality });
+        const encoders = {
+          jpeg: () => resized.jpeg({ quality }),
+          webp: () => resized.webp({ quality, effort: 4 }),
+          avif: () => resized.avif({ quality, effort: 4, bitdepth: 8 }),
+          gif: () => resized.gif(),
+        };
+        const encoded = encoders[format]();
         await encoded.toFile(dest);
       } catch (err) {
         throw new Error(`${file} -> ${dest}: ${err.message}`);

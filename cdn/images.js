@@ -8,10 +8,13 @@ import cf from 'cloudfront';
 //   /i/{id}[.{ext}]?size={size}   -> origin group `variants-{size}[-{format}]`, failing over
 //                                    to `originals`
 //
-// A variant's format is the extension's when it names one (`.webp` a modern one, `.jpg`, `.png`
-// and `.gif` the classic one), else the best modern format the `Accept` header names, else the
-// classic one: `media::variants::negotiate` in the Rust code, checked on one table of cases
-// (negotiation.json).
+// A variant's format is the extension's when it names one (`.avif` and `.webp` a modern one,
+// `.jpg`, `.png` and `.gif` the classic one), else the best modern format the `Accept` header
+// names (AVIF, then WebP), else the classic one: `media::variants::negotiate` in the Rust code,
+// checked on one table of cases (negotiation.json). AVIF variants are made by a later pass than
+// the others, and never for animations; until then their keys hold the WebP variant, which
+// every browser that takes AVIF shows (`images::store_variants`), so the fallback of an AVIF
+// request is still the original, as for the other formats.
 //
 // In both cases the path sent to the origin is `/{id}`: the bucket's keys are
 // `originals/{id}` and `variants/{size}/{id}` (see `images::Layout` in the Rust code), so an
@@ -27,11 +30,11 @@ import cf from 'cloudfront';
 // An image id: 8 characters of URL-safe base64 (`secret::is_image_id`).
 const ID = /^[A-Za-z0-9_-]{8}$/;
 // The extensions `/i/` accepts (`media::Format::from_ext`, compared without case).
-const EXTENSIONS = ['jpg', 'jpeg', 'png', 'gif', 'webp'];
+const EXTENSIONS = ['jpg', 'jpeg', 'png', 'gif', 'webp', 'avif'];
 const SIZES = ['small', 'medium', 'large'];
 // Variant formats chosen by the extension or `Accept`, best first, each with an origin of its
 // own (`variants-{size}-{format}`): `media::variants::MODERN_FORMATS` in the Rust code.
-const MODERN_FORMATS = ['webp'];
+const MODERN_FORMATS = ['avif', 'webp'];
 // Browsers keep a variant this long, not a year: until the resize worker has made it, the
 // edge stores the original in its place, for at most the cache policy's maximum TTL (also an
 // hour), and neither copy should outlive that.

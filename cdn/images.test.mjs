@@ -27,13 +27,17 @@ const CASES = [
   [`/i/${ID}.gif`, '', [`originals/${ID}`]],
   [`/i/${ID}.jpg?size=original`, '', [`originals/${ID}`]],
   [`/i/${ID}.jpg?size=`, '', [`originals/${ID}`]],
-  [`/i/${ID}?size=small`, CHROME, [`variants/small-webp/${ID}`, `originals/${ID}`]],
-  [`/i/${ID}?size=medium`, SAFARI, [`variants/medium-webp/${ID}`, `originals/${ID}`]],
+  [`/i/${ID}.avif`, '', [`originals/${ID}`]],
+  [`/i/${ID}?size=small`, CHROME, [`variants/small-avif/${ID}`, `originals/${ID}`]],
+  [`/i/${ID}?size=medium`, SAFARI, [`variants/medium-avif/${ID}`, `originals/${ID}`]],
+  [`/i/${ID}?size=medium`, 'image/webp,*/*', [`variants/medium-webp/${ID}`, `originals/${ID}`]],
   [`/i/${ID}?size=medium`, OLD, [`variants/medium/${ID}`, `originals/${ID}`]],
   [`/i/${ID}.jpg?size=large`, OLD, [`variants/large/${ID}`, `originals/${ID}`]],
   // An explicit extension wins over Accept, both ways.
   [`/i/${ID}.jpg?size=large`, CHROME, [`variants/large/${ID}`, `originals/${ID}`]],
   [`/i/${ID}.WEBP?size=large`, OLD, [`variants/large-webp/${ID}`, `originals/${ID}`]],
+  [`/i/${ID}.webp?size=large`, CHROME, [`variants/large-webp/${ID}`, `originals/${ID}`]],
+  [`/i/${ID}.avif?size=small`, OLD, [`variants/small-avif/${ID}`, `originals/${ID}`]],
   // Parameters that do not change the answer are dropped, so they cannot split the cache.
   [`/i/${ID}?size=small&utm_source=chat&v=2`, '', [`variants/small/${ID}`, `originals/${ID}`]],
   // A repeated size counts once, the first, as the Rust server reads it.
@@ -86,9 +90,10 @@ test('the same variant URL reaches one cache key per format, whatever else Accep
     const out = fn.handler(viewerRequest(`/i/${ID}?size=small`, { accept }));
     seen.set(JSON.stringify([out.uri, out.querystring]), fn.calls[0].createRequestOriginGroup.originIds);
   }
-  // then there are two requests, WebP's and the classic one, each to its own origin.
+  // then there are three requests, AVIF's, WebP's and the classic one, each to its own origin.
   assert.deepEqual([...seen.entries()].sort(), [
     [JSON.stringify([`/${ID}`, { size: { value: 'small' } }]), ['variants-small', 'originals']],
+    [JSON.stringify([`/${ID}`, { size: { value: 'small-avif' } }]), ['variants-small-avif', 'originals']],
     [JSON.stringify([`/${ID}`, { size: { value: 'small-webp' } }]), ['variants-small-webp', 'originals']],
   ]);
 });

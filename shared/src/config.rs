@@ -30,6 +30,8 @@ pub struct Config {
     pub import_queue_url: Option<String>,
     /// URL of the SQS queue of keep-alive loads (AWS).
     pub keepalive_queue_url: Option<String>,
+    /// URL of the SQS queue of AVIF passes (AWS).
+    pub avif_queue_url: Option<String>,
 }
 
 /// Written by hand so that the admin token can never reach a log through `{:?}`.
@@ -43,6 +45,7 @@ impl std::fmt::Debug for Config {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("import_queue_url", &self.import_queue_url)
             .field("keepalive_queue_url", &self.keepalive_queue_url)
+            .field("avif_queue_url", &self.avif_queue_url)
             .finish()
     }
 }
@@ -86,6 +89,7 @@ impl Config {
             admin_token: get("IMGHOST_ADMIN_TOKEN"),
             import_queue_url: get("IMGHOST_IMPORT_QUEUE_URL"),
             keepalive_queue_url: get("IMGHOST_KEEPALIVE_QUEUE_URL"),
+            avif_queue_url: get("IMGHOST_AVIF_QUEUE_URL"),
         })
     }
 }

@@ -250,6 +250,7 @@ pub fn keep_list_violation(b: &[u8], format: Format) -> Result<(), String> {
             }
             Ok(())
         }
+        Format::Avif => Err("an AVIF file is never an original".into()),
     }
 }
 

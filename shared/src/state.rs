@@ -26,6 +26,8 @@ pub const NOTIFY_PREFIXES: [&str; 2] = ["originals/", "incoming/"];
 pub const IMPORTS_QUEUE: &str = "imports";
 /// Name of the local queue that carries keep-alive loads.
 pub const KEEPALIVE_QUEUE: &str = "keepalive";
+/// Name of the local queue that carries AVIF passes.
+pub const AVIF_QUEUE: &str = "avif";
 /// Receives after which a local message is moved aside as dead, like an SQS redrive policy.
 pub const LOCAL_MAX_RECEIVES: u32 = 5;
 
@@ -46,6 +48,9 @@ pub struct AppInner {
     pub imports: Option<Arc<dyn Queue>>,
     /// The queue of keep-alive load messages; `None` where keep-alive is not wired.
     pub keepalive: Option<Arc<dyn Queue>>,
+    /// The queue of AVIF passes (`workers::avif`); `None` where it is not wired, and then
+    /// images keep their first-pass variants.
+    pub avif: Option<Arc<dyn Queue>>,
     /// Records kept in memory between requests; `None` where other processes write too.
     pub records: Option<RecordCache>,
     /// Small objects kept in memory between requests, same rule.
@@ -223,6 +228,7 @@ impl App {
             uploads: UploadTarget::Local,
             imports: None,
             keepalive: None,
+            avif: None,
             records: None,
             object_cache: None,
         })
@@ -267,6 +273,11 @@ impl AppBuilder {
 
     pub fn keepalive(mut self, queue: Arc<dyn Queue>) -> Self {
         self.0.keepalive = Some(queue);
+        self
+    }
+
+    pub fn avif(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.0.avif = Some(queue);
         self
     }
 
@@ -333,6 +344,7 @@ pub struct LocalStorage {
     pub object_events: Arc<SqliteQueue>,
     pub imports: Arc<SqliteQueue>,
     pub keepalive: Arc<SqliteQueue>,
+    pub avif: Arc<SqliteQueue>,
 }
 
 #[cfg(feature = "embedded")]
@@ -353,6 +365,7 @@ impl LocalStorage {
         App::builder(self.table.clone(), self.objects.clone())
             .imports(self.imports.clone())
             .keepalive(self.keepalive.clone())
+            .avif(self.avif.clone())
             .record_cache(LOCAL_RECORD_CACHE)
             .object_cache(LOCAL_OBJECT_CACHE)
     }
@@ -369,7 +382,8 @@ impl LocalStorage {
         );
         let imports = Arc::new(SqliteQueue::new(db.clone(), IMPORTS_QUEUE, LOCAL_MAX_RECEIVES));
         let keepalive = Arc::new(SqliteQueue::new(db.clone(), KEEPALIVE_QUEUE, LOCAL_MAX_RECEIVES));
-        Ok(LocalStorage { db, table, objects, object_events, imports, keepalive })
+        let avif = Arc::new(SqliteQueue::new(db.clone(), AVIF_QUEUE, LOCAL_MAX_RECEIVES));
+        Ok(LocalStorage { db, table, objects, object_events, imports, keepalive, avif })
     }
 }
 
@@ -402,6 +416,7 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
                 url.as_ref().map(|u| Arc::new(SqsQueue::new(sqs.clone(), u.clone())) as Arc<dyn Queue>)
             };
             let (imports, keepalive) = (queue(&cfg.import_queue_url), queue(&cfg.keepalive_queue_url));
+            let avif = queue(&cfg.avif_queue_url);
             let admin = match &cfg.admin_token_param {
                 Some(name) => AdminSecret::Parameter {
                     name: name.clone(),
@@ -432,6 +447,9 @@ pub async fn from_config(cfg: &Config) -> Result<App, crate::Error> {
             }
             if let Some(q) = keepalive {
                 app = app.keepalive(q);
+            }
+            if let Some(q) = avif {
+                app = app.avif(q);
             }
             Ok(app.build())
         }

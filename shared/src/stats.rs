@@ -273,7 +273,7 @@ pub async fn read(table: &dyn Table, today: Date) -> StoreResult<Stats> {
     let mut totals = Totals::default();
     let mut cameras_unknown = 0;
     let mut formats: Vec<FormatCount> =
-        Format::ALL.iter().map(|f| FormatCount { format: f.name(), count: 0 }).collect();
+        Format::ORIGINALS.iter().map(|f| FormatCount { format: f.name(), count: 0 }).collect();
     let mut days: Vec<DayCount> =
         (0..DAYS).map(|i| DayCount { date: iso_date(first + time::Duration::days(i64::from(i))), count: 0 }).collect();
     for (t, day_items) in &shards {
@@ -284,7 +284,7 @@ pub async fn read(table: &dyn Table, today: Date) -> StoreResult<Stats> {
             totals.bytes += n("bytes");
             totals.duplicates += n("duplicates");
             cameras_unknown += n("cameras_unknown");
-            for (f, fc) in Format::ALL.iter().zip(formats.iter_mut()) {
+            for (f, fc) in Format::ORIGINALS.iter().zip(formats.iter_mut()) {
                 fc.count += n(&format_attr(*f));
             }
         }

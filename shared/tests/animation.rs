@@ -54,7 +54,7 @@ fn play(bytes: &[u8]) -> Played {
             let (frames, plays) = frames(image::codecs::webp::WebPDecoder::new(reader).unwrap());
             Played { frames, plays }
         }
-        Format::Jpeg => panic!("a JPEG is not animated"),
+        other @ (Format::Jpeg | Format::Avif) => panic!("{other:?} is not an animation format"),
     }
 }
 

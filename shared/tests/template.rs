@@ -203,7 +203,7 @@ const NEEDS: &[Needs] = &[
     // one.
     Needs {
         binary: "resize",
-        variables: &[],
+        variables: &["IMGHOST_AVIF_QUEUE_URL"],
         calls: &[
             ("s3:GetObject", "object:incoming/"),
             ("s3:DeleteObject", "object:incoming/"),
@@ -211,6 +211,20 @@ const NEEDS: &[Needs] = &[
             ("s3:PutObject", "object:originals/"),
             ("s3:PutObject", "object:variants/"),
             ("s3:ListBucket", "bucket"),
+            ("sqs:SendMessage", "queue:AvifQueue"),
+        ],
+    },
+    // The later AVIF pass: originals read, variants written (and taken back for an image
+    // deleted meanwhile), back-off by the message's visibility.
+    Needs {
+        binary: "avif",
+        variables: &["IMGHOST_AVIF_QUEUE_URL"],
+        calls: &[
+            ("s3:GetObject", "object:originals/"),
+            ("s3:PutObject", "object:variants/"),
+            ("s3:DeleteObject", "object:variants/"),
+            ("s3:ListBucket", "bucket"),
+            ("sqs:ChangeMessageVisibility", "queue:AvifQueue"),
         ],
     },
     // A job's messages go to the import queue.

@@ -17,6 +17,7 @@ struct Functions {
     upload: Lambda,
     images: Lambda,
     resize: Lambda,
+    avif: Lambda,
     imports: Lambda,
     import_worker: Lambda,
     keepalive: Lambda,
@@ -38,6 +39,7 @@ impl Functions {
             "UploadFunction",
             "ImagesFunction",
             "ResizeFunction",
+            "AvifFunction",
             "ImportsFunction",
             "ImportWorkerFunction",
             "KeepaliveFunction",
@@ -64,6 +66,7 @@ impl Functions {
             upload: next(),
             images: next(),
             resize: next(),
+            avif: next(),
             imports: next(),
             import_worker: next(),
             keepalive: next(),
@@ -83,6 +86,7 @@ impl Functions {
             &self.upload,
             &self.images,
             &self.resize,
+            &self.avif,
             &self.imports,
             &self.import_worker,
             &self.keepalive,
@@ -160,12 +164,14 @@ async fn upload_resize_and_serve(stack: &Stack, f: &Functions, stored: &mut Stor
     // When S3 notifies resize of the new original,
     let answer = stack.notify(&f.resize, &original, "ObjectCreated:Put").await;
 
-    // then the variants are in the bucket, each size as JPEG and as WebP, and images says
-    // every variant is ready.
+    // then the variants are in the bucket, each size as JPEG and as WebP (which also stands
+    // under the AVIF key until the later pass), and images says every variant is ready.
     answer.unwrap_or_else(|e| panic!("{e}"));
     let keys: Vec<String> = ["large", "medium", "small"]
         .into_iter()
-        .flat_map(|s| [format!("variants/{s}-webp/{id}"), format!("variants/{s}/{id}")])
+        .flat_map(|s| {
+            [format!("variants/{s}-avif/{id}"), format!("variants/{s}-webp/{id}"), format!("variants/{s}/{id}")]
+        })
         .collect();
     assert_eq!(variant_keys(stack, &id).await, keys, "one object per variant and format");
     let view = ok(f.images.http(HttpRequest::get(&format!("/v1/images/{id}"))).await);
@@ -202,6 +208,36 @@ async fn upload_resize_and_serve(stack: &Stack, f: &Functions, stored: &mut Stor
     // while the API has no route there: an image view never reaches a function.
     let r = ok(f.images.http(HttpRequest::get(&link)).await);
     assert_eq!(r.status, 404);
+
+    // Until the AVIF pass has run, an AVIF URL gets the WebP variant from the AVIF key.
+    let viewed = stack.view(&format!("/i/{id}.avif?size=small")).await;
+    let key = format!("variants/small-avif/{id}");
+    assert_eq!((viewed.status, viewed.key.as_deref()), (200, Some(key.as_str())));
+    assert_eq!(viewed.content_type.as_deref(), Some("image/webp"));
+    // When the resize worker's message on the AVIF queue is delivered to the AVIF function,
+    let (queue, source) = stack.sqs_source(&f.avif);
+    assert_eq!(f.resize.facts.environment.get("IMGHOST_AVIF_QUEUE_URL"), Some(&queue.url));
+    assert_eq!(source.partial_batches, Some(true));
+    let polled = stack.poll(&f.avif).await.expect("resize queued the AVIF pass");
+    let body: Value = serde_json::from_str(&polled.messages[0].body).expect("a JSON message");
+    assert_eq!(body, json!({"image": id}));
+    polled.result.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    assert!(polled.failed.is_empty(), "{:?}", polled.result);
+    // then the AVIF keys hold AVIF, the edge serves it, and images lists it for every size.
+    assert_eq!(variant_keys(stack, &id).await, keys, "the AVIF variants replaced the stand-ins");
+    for size in ["small", "medium", "large"] {
+        let url = format!("/i/{id}.avif?size={size}");
+        let viewed = stack.view(&url).await;
+        assert_eq!(viewed.status, 200, "{url}");
+        assert_eq!(viewed.content_type.as_deref(), Some("image/avif"), "{url}");
+        assert_eq!(viewed.body.get(4..12), Some(&b"ftypavif"[..]), "{url}");
+    }
+    let view = ok(f.images.http(HttpRequest::get(&format!("/v1/images/{id}"))).await).json();
+    for size in ["small", "medium", "large"] {
+        let formats: Vec<&str> =
+            view["variants"][size]["formats"].as_array().unwrap().iter().filter_map(|f| f["format"].as_str()).collect();
+        assert_eq!(formats, ["jpeg", "webp", "avif"], "{view}");
+    }
     print_view_duration(f, &id).await;
     stored.images.push(view);
 }

@@ -1,5 +1,6 @@
-//! How WebP's quality setting compares with the JPEG variants' on real photos: the measurement
-//! behind `media::variants::webp_quality`, run by `scripts/bench quality`.
+//! How WebP's and AVIF's quality settings compare with the JPEG variants' on real photos: the
+//! measurement behind `media::variants::webp_quality` and `avif_quality`, run by
+//! `scripts/bench quality`.
 //!
 //!   cargo run --profile local -p imghost-local --example quality -- [--markdown] FILE...
 //!
@@ -11,6 +12,11 @@
 //! prints, for each size and each WebP quality, the mean SSIM over the photos against the
 //! JPEG's, and the bytes against the JPEG's; the quality to use for a size
 //! (`variants::webp_quality`) is the lowest whose mean SSIM is at least the JPEG's.
+//!
+//! AVIF is measured the same way at qualities 60 to 90, at rav1e's speed `AVIF_SPEED` (or each
+//! speed of the environment's `AVIF_SPEEDS`, comma-separated), with the mean encoding time; it
+//! is decoded by libavif's `avifdec` (Debian's `libavif-bin`, on dav1d), since imghost reads no
+//! AVIF itself.
 
 use std::path::PathBuf;
 
@@ -19,6 +25,7 @@ use imghost::media::Format;
 use imghost::media::variants::{self, JPEG_QUALITY, Size};
 
 const WEBP_QUALITIES: [f32; 12] = [60.0, 65.0, 70.0, 72.0, 74.0, 76.0, 78.0, 80.0, 82.0, 85.0, 90.0, 95.0];
+const AVIF_QUALITIES: [f32; 12] = [60.0, 70.0, 78.0, 80.0, 82.0, 83.0, 84.0, 85.0, 86.0, 87.0, 88.0, 90.0];
 
 /// Luma (BT.601) of every pixel, 0 to 255.
 fn luma(img: &RgbImage) -> Vec<f32> {
@@ -67,11 +74,34 @@ fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {
     total / (w * h) as f64
 }
 
-/// SSIM and size of one encoding of `reference`.
-fn measure(reference: &DynamicImage, format: Format, quality: f32) -> (f64, usize) {
+/// SSIM, size and encoding time of one encoding of `reference`.
+fn measure(reference: &DynamicImage, format: Format, quality: f32) -> (f64, usize, f64) {
+    let started = std::time::Instant::now();
     let bytes = variants::encode(reference, format, quality).expect("encodes");
+    let secs = started.elapsed().as_secs_f64();
     let decoded = image::load_from_memory(&bytes).expect("decodes").to_rgb8();
-    (ssim(&reference.to_rgb8(), &decoded), bytes.len())
+    (ssim(&reference.to_rgb8(), &decoded), bytes.len(), secs)
+}
+
+/// [`measure`] of an AVIF at rav1e `speed`, decoded by `avifdec`.
+fn measure_avif(reference: &DynamicImage, quality: f32, speed: u8) -> (f64, usize, f64) {
+    let started = std::time::Instant::now();
+    let bytes = variants::encode_avif(reference, quality, speed).expect("encodes");
+    let secs = started.elapsed().as_secs_f64();
+    let dir = std::env::temp_dir().join(format!("imghost-quality-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let (avif, png) = (dir.join("v.avif"), dir.join("v.png"));
+    std::fs::write(&avif, &bytes).expect("writes the AVIF");
+    let status = std::process::Command::new("avifdec")
+        .args(["--png-compress", "0"])
+        .arg(&avif)
+        .arg(&png)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("avifdec runs (Debian package libavif-bin)");
+    assert!(status.success(), "avifdec failed");
+    let decoded = image::open(&png).expect("decodes").to_rgb8();
+    (ssim(&reference.to_rgb8(), &decoded), bytes.len(), secs)
 }
 
 fn main() {
@@ -88,6 +118,10 @@ fn main() {
     // Per size, per encoding, over every resized variant of that size: SSIM and bytes.
     let mut jpeg: Vec<Sums> = vec![Sums::default(); Size::ALL.len()];
     let mut webp = vec![vec![Sums::default(); WEBP_QUALITIES.len()]; Size::ALL.len()];
+    let speeds: Vec<u8> = std::env::var("AVIF_SPEEDS")
+        .map(|v| v.split(',').map(|s| s.trim().parse().expect("AVIF_SPEEDS: numbers 1 to 10")).collect())
+        .unwrap_or_else(|_| vec![variants::AVIF_SPEED]);
+    let mut avif = vec![vec![vec![Sums::default(); AVIF_QUALITIES.len()]; speeds.len()]; Size::ALL.len()];
     for file in &files {
         let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let facts = imghost::media::inspect(&bytes).unwrap_or_else(|e| panic!("{}: {e}", file.display())).facts;
@@ -103,32 +137,49 @@ fn main() {
             for (sums, q) in webp[i].iter_mut().zip(WEBP_QUALITIES) {
                 sums.add(measure(reference, Format::Webp, q));
             }
+            for (by_speed, &speed) in avif[i].iter_mut().zip(&speeds) {
+                for (sums, q) in by_speed.iter_mut().zip(AVIF_QUALITIES) {
+                    sums.add(measure_avif(reference, q, speed));
+                }
+            }
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }
     if markdown {
-        println!("| size | encoding | variants | mean SSIM | bytes | bytes vs JPEG |");
-        println!("|---|---|---:|---:|---:|---:|");
+        println!("| size | encoding | variants | mean SSIM | bytes | bytes vs JPEG | encoding time |");
+        println!("|---|---|---:|---:|---:|---:|---:|");
     }
     for (i, size) in Size::ALL.iter().enumerate() {
         // The lowest quality whose mean SSIM is at least the JPEG's for this size.
         let chosen = WEBP_QUALITIES.iter().zip(&webp[i]).find(|(_, w)| w.mean() >= jpeg[i].mean()).map(|(q, _)| *q);
         let current = variants::webp_quality(*size);
-        let rows = std::iter::once((format!("JPEG q{JPEG_QUALITY} (4:2:0)"), &jpeg[i])).chain(
-            WEBP_QUALITIES.iter().zip(&webp[i]).map(|(q, w)| {
+        let mut rows: Vec<(String, &Sums)> = std::iter::once((format!("JPEG q{JPEG_QUALITY} (4:2:0)"), &jpeg[i]))
+            .chain(WEBP_QUALITIES.iter().zip(&webp[i]).map(|(q, w)| {
                 let chosen = if Some(*q) == chosen { " (lowest matching)" } else { "" };
                 let used = if *q == current { " (used)" } else { "" };
                 (format!("WebP q{q}{chosen}{used}"), w)
-            }),
-        );
+            }))
+            .collect();
+        for (by_speed, speed) in avif[i].iter().zip(&speeds) {
+            let chosen = AVIF_QUALITIES.iter().zip(by_speed).find(|(_, a)| a.mean() >= jpeg[i].mean()).map(|(q, _)| *q);
+            let current = (*speed == variants::AVIF_SPEED).then(|| variants::avif_quality(*size));
+            for (q, a) in AVIF_QUALITIES.iter().zip(by_speed) {
+                let chosen = if Some(*q) == chosen { " (lowest matching)" } else { "" };
+                let used = if Some(*q) == current { " (used)" } else { "" };
+                rows.push((format!("AVIF speed {speed} q{q}{chosen}{used}"), a));
+            }
+        }
         for (name, sums) in rows {
             let ratio = sums.bytes as f64 / jpeg[i].bytes.max(1) as f64;
-            let (count, mean, bytes) = (sums.count, sums.mean(), sums.bytes);
+            let (count, mean, bytes, ms) = (sums.count, sums.mean(), sums.bytes, sums.mean_secs() * 1000.0);
             if markdown {
-                println!("| {} | {name} | {count} | {mean:.4} | {bytes} | {ratio:.2} |", size.name());
+                println!("| {} | {name} | {count} | {mean:.4} | {bytes} | {ratio:.2} | {ms:.0} ms |", size.name());
             } else {
-                println!("{} {name}: {count} variants, ssim {mean:.4}, bytes {ratio:.2}x jpeg", size.name());
+                println!(
+                    "{} {name}: {count} variants, ssim {mean:.4}, bytes {ratio:.2}x jpeg, {ms:.0} ms",
+                    size.name()
+                );
             }
         }
     }
@@ -143,13 +194,19 @@ struct Sums {
     count: u32,
     ssim: f64,
     bytes: usize,
+    secs: f64,
 }
 
 impl Sums {
-    fn add(&mut self, (ssim, bytes): (f64, usize)) {
+    fn add(&mut self, (ssim, bytes, secs): (f64, usize, f64)) {
         self.count += 1;
         self.ssim += ssim;
         self.bytes += bytes;
+        self.secs += secs;
+    }
+
+    fn mean_secs(&self) -> f64 {
+        self.secs / f64::from(self.count.max(1))
     }
 
     fn mean(&self) -> f64 {

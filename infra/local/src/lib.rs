@@ -125,8 +125,8 @@ impl Local {
     }
 
     /// Starts everything `imghost serve` runs: the HTTP front door on `listener` until
-    /// `shutdown` completes, and the workers over the local queues (object events, imports,
-    /// keep-alive loads, and the keep-alive sweep at start and then every [`SWEEP_EVERY`]).
+    /// `shutdown` completes, and the workers over the local queues (object events, AVIF passes,
+    /// imports, keep-alive loads, and the keep-alive sweep at start and then every [`SWEEP_EVERY`]).
     pub fn spawn(
         &self,
         listener: tokio::net::TcpListener,
@@ -142,6 +142,13 @@ impl Local {
                 move |body, receives| {
                     let app = app.clone();
                     async move { workers::resize::handle(&app, &body, receives).await }
+                }
+            })),
+            tokio::spawn(consume(self.storage.avif.clone(), AVIF_PASSES, stop_rx.clone(), {
+                let app = app.clone();
+                move |body, receives| {
+                    let app = app.clone();
+                    async move { workers::avif::handle(&app, &body, receives).await }
                 }
             })),
             tokio::spawn(consume(self.storage.imports.clone(), IMPORTS, stop_rx.clone(), {
@@ -222,6 +229,9 @@ pub const IMPORTS: Lane = Lane { batch: 10, concurrency: 10, visibility: Duratio
 /// Keep-alive loads, four at a time: the local counterpart of the loader's reserved concurrency
 /// in AWS. A load takes at most 10 s per hop.
 pub const KEEPALIVE_LOADS: Lane = Lane { batch: 4, concurrency: 4, visibility: Duration::from_secs(120) };
+/// AVIF passes, one at a time, so the first pass of new uploads (its own lane) keeps a core.
+/// Hidden longer than the slowest photo takes (seconds in a release build).
+pub const AVIF_PASSES: Lane = Lane { batch: 1, concurrency: 1, visibility: Duration::from_secs(300) };
 /// How often the local sweep runs, as the hourly schedule does in AWS.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -413,10 +423,22 @@ pub fn resize_files(files: &[PathBuf], out: &Path, formats: &[Format]) -> Result
         let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
         let failed = |e: &dyn std::fmt::Display| BoxError::from(format!("{}: {e}", file.display()));
         let mut written = Vec::new();
-        let (facts, permit) = decode::reserve(&bytes, u64::MAX).map_err(|e| failed(&e))?;
+        // AVIF encoding takes more memory than the first pass (`media::avif_cost`).
+        let cost = |facts: &media::Facts| {
+            if formats.contains(&Format::Avif) {
+                media::avif_cost(facts, bytes.len() as u64).max(facts.decode_cost)
+            } else {
+                facts.decode_cost
+            }
+        };
+        let (facts, permit) = decode::reserve_cost(&bytes, u64::MAX, cost).map_err(|e| failed(&e))?;
         if animation::is_animated(&facts) {
-            let animated: Vec<Format> =
-                formats.iter().map(|&f| if f == Format::Webp { f } else { Format::Gif }).collect();
+            // Animations are GIF and animated WebP, never AVIF (as in the workers).
+            let animated: Vec<Format> = formats
+                .iter()
+                .filter(|&&f| f != Format::Avif)
+                .map(|&f| if f == Format::Webp { f } else { Format::Gif })
+                .collect();
             for v in animation::make_variants(&bytes, &facts, orientation, &animated, permit).map_err(|e| failed(&e))? {
                 std::fs::write(out.join(format!("{stem}-{}.{}", v.size.name(), v.format.ext())), v.bytes)?;
             }
@@ -424,7 +446,7 @@ pub fn resize_files(files: &[PathBuf], out: &Path, formats: &[Format]) -> Result
         }
         variants::render_reserved(&bytes, facts, permit, orientation, |size, upright| {
             for &format in formats {
-                let format = if format == Format::Webp { format } else { variants::classic_format(upright) };
+                let format = if variants::is_modern(format) { format } else { variants::classic_format(upright) };
                 let encoded = variants::encode(upright, format, variants::quality(size, format))?;
                 written.push((format!("{stem}-{}.{}", size.name(), format.ext()), encoded));
             }

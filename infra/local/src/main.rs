@@ -3,7 +3,7 @@
 //! - `imghost serve [--addr 127.0.0.1:3000] [--data ./data] [--web-dir shared/web]` serves every
 //!   route of every function, the web pages among them, and runs the workers in-process. Its
 //!   HTTP front door's timeouts and connection cap have flags too (`imghost serve --help`).
-//! - `imghost resize FILE... --out DIR [--formats jpeg,webp]` runs the production variant
+//! - `imghost resize FILE... --out DIR [--formats jpeg,webp,avif]` runs the production variant
 //!   pipeline on files.
 //! - `imghost migrate --from DIR --to aws --bucket B --table T [--endpoint URL]` copies a data
 //!   directory into AWS, and `--from aws ... --to DIR` copies AWS into a data directory
@@ -101,7 +101,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         /// The formats to write, comma-separated: `jpeg` (the classic variant: PNG where there
-        /// is transparency) and `webp`.
+        /// is transparency), `webp` and `avif` (the later pass; never for an animation).
         #[arg(long, value_delimiter = ',', default_value = "jpeg,webp", value_parser = parse_variant_format)]
         formats: Vec<imghost::media::Format>,
     },
@@ -110,8 +110,8 @@ enum Command {
 fn parse_variant_format(name: &str) -> Result<imghost::media::Format, String> {
     use imghost::media::Format;
     match Format::from_name(name) {
-        Some(f @ (Format::Jpeg | Format::Webp)) => Ok(f),
-        _ => Err(format!("{name}: the variant formats are jpeg and webp")),
+        Some(f @ (Format::Jpeg | Format::Webp | Format::Avif)) => Ok(f),
+        _ => Err(format!("{name}: the variant formats are jpeg, webp and avif")),
     }
 }
 

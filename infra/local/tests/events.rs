@@ -73,6 +73,19 @@ async fn every_sample_event_runs_through_its_real_handler() {
     imghost::workers::resize::handle_s3_event(&local.app, &s3_event).await.unwrap();
     seen.push("resize-s3-put.json");
 
+    // avif-sqs.json: the later pass for that image, queued by the resize worker, through the
+    // real SQS handler; afterwards the image is listed with its AVIF variants.
+    let queued = local.storage.avif.receive(10, std::time::Duration::from_secs(60)).await.unwrap();
+    let message: imghost::workers::avif::AvifMessage = serde_json::from_str(&queued[0].body).unwrap();
+    assert_eq!(message.image, id);
+    let sqs = event("avif-sqs.json", &[("AbCdEf12", &id)]);
+    let sqs: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&sqs).unwrap();
+    let response = imghost::workers::avif::handle_sqs_event(&local.app, &sqs).await;
+    seen.push("avif-sqs.json");
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let record = imghost::images::get(&local.app, &id).await.unwrap().unwrap();
+    assert_eq!(record.made_variants().filter(|v| v.format == imghost::media::Format::Avif).count(), 3);
+
     // images-get-metadata.json: the metadata now shows the variants ready.
     let (status, _, body) = invoke(&images, &event("images-get-metadata.json", &[("AbCdEf12", &id)])).await;
     seen.push("images-get-metadata.json");

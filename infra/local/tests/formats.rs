@@ -1,7 +1,11 @@
-//! Variant formats over HTTP: each size is made as JPEG (PNG when transparent) and WebP, the
-//! metadata lists both, and `/i/{id}?size=` answers the format the request's `Accept` header
-//! prefers, or the one its extension names, with `Vary: Accept` and an ETag of its own. An
-//! animation stays one in both of its formats, GIF and animated WebP.
+//! Variant formats over HTTP: each size is made as JPEG (PNG when transparent) and WebP, then
+//! AVIF by a later pass; the metadata lists them all, and `/i/{id}?size=` answers the format
+//! the request's `Accept` header prefers, or the one its extension names, with `Vary: Accept`
+//! and an ETag of its own. An animation stays one in both of its formats, GIF and animated
+//! WebP, and a browser that takes AVIF gets the WebP one.
+//!
+//! AVIF variants are read back with libavif's `avifdec` (Debian's `libavif-bin`): imghost reads
+//! no AVIF itself.
 
 mod common;
 
@@ -12,9 +16,47 @@ use common::{Server, photos_dir};
 const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
 const OLD: &str = "image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5";
 
-/// The format the bytes are in, by their magic numbers.
+/// The format the bytes are in, by their magic numbers (an AVIF's `ftyp` box names its brand).
 fn sniffed(bytes: &[u8]) -> &'static str {
+    if bytes.get(4..12) == Some(b"ftypavif") {
+        return "image/avif";
+    }
     imghost::media::sniff(bytes).map_or("unknown", |f| f.mime())
+}
+
+/// An AVIF decoded by `avifdec`, as RGBA.
+fn decode_avif(bytes: &[u8]) -> image::RgbaImage {
+    let dir = tempfile::tempdir().unwrap();
+    let (avif, png) = (dir.path().join("v.avif"), dir.path().join("v.png"));
+    std::fs::write(&avif, bytes).unwrap();
+    let out = std::process::Command::new("avifdec").arg(&avif).arg(&png).output().expect("avifdec (libavif-bin) runs");
+    assert!(out.status.success(), "avifdec: {}", String::from_utf8_lossy(&out.stderr));
+    image::open(&png).unwrap().to_rgba8()
+}
+
+/// Mean absolute difference per channel of two images of one size, over 4x4 block means: a
+/// shift of colour or a wrong picture shows, the encoders' own high-frequency noise does not.
+fn block_difference(a: &image::RgbaImage, b: &image::RgbaImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let (w, h) = (a.width() / 4, a.height() / 4);
+    let mean = |img: &image::RgbaImage, bx: u32, by: u32, c: usize| -> f64 {
+        let mut sum = 0u32;
+        for y in 0..4 {
+            for x in 0..4 {
+                sum += u32::from(img.get_pixel(bx * 4 + x, by * 4 + y).0[c]);
+            }
+        }
+        f64::from(sum) / 16.0
+    };
+    let mut total = 0.0;
+    for by in 0..h {
+        for bx in 0..w {
+            for c in 0..3 {
+                total += (mean(a, bx, by, c) - mean(b, bx, by, c)).abs();
+            }
+        }
+    }
+    total / f64::from(w * h * 3)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,27 +67,39 @@ async fn a_variant_comes_in_the_format_the_browser_takes_and_says_so() {
     let (status, body) = server.upload_raw(bytes, "image/jpeg").await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
-    let image = server.wait_for_variants(&id, Duration::from_secs(60)).await;
+    let image = server.wait_for_avif(&id, Duration::from_secs(120)).await;
 
-    // then the metadata lists each size in JPEG and WebP, each with a URL that gets that one,
+    // then the metadata lists each size in JPEG, WebP and AVIF, each with a URL that gets that
+    // one, and the AVIF shows the picture the JPEG shows.
     for size in ["small", "medium", "large"] {
         let formats = image["variants"][size]["formats"].as_array().unwrap();
         let names: Vec<&str> = formats.iter().map(|f| f["format"].as_str().unwrap()).collect();
-        assert_eq!(names, ["jpeg", "webp"], "{size}");
+        assert_eq!(names, ["jpeg", "webp", "avif"], "{size}");
+        let mut pictures = vec![];
         for f in formats {
             let resp = server.client.get(f["url"].as_str().unwrap()).send().await.unwrap();
             assert_eq!(resp.headers()["content-type"], f["mime"].as_str().unwrap(), "{f}");
             let got = resp.bytes().await.unwrap();
             assert_eq!(got.len() as u64, f["bytes"].as_u64().unwrap(), "{f}");
             assert_eq!(sniffed(&got), f["mime"].as_str().unwrap(), "{f}");
+            pictures.push(if f["format"] == "avif" {
+                decode_avif(&got)
+            } else {
+                image::load_from_memory(&got).unwrap().to_rgba8()
+            });
         }
+        let (w, h) = (image["variants"][size]["width"].as_u64(), image["variants"][size]["height"].as_u64());
+        assert_eq!((Some(u64::from(pictures[2].width())), Some(u64::from(pictures[2].height()))), (w, h), "{size}");
+        let difference = block_difference(&pictures[0], &pictures[2]);
+        assert!(difference < 3.0, "{size}: the AVIF differs from the JPEG by {difference:.2} a channel");
     }
 
     // and a request gets the format its extension names, else the one its Accept prefers.
     let cases = [
         // (path, Accept, content type served)
-        (format!("/i/{id}?size=medium"), Some("image/avif,image/webp"), "image/webp"),
-        (format!("/i/{id}?size=medium"), Some(CHROME), "image/webp"),
+        (format!("/i/{id}?size=medium"), Some("image/avif,image/webp"), "image/avif"),
+        (format!("/i/{id}?size=medium"), Some(CHROME), "image/avif"),
+        (format!("/i/{id}?size=medium"), Some("image/avif;q=0, image/webp"), "image/webp"),
         (format!("/i/{id}?size=medium"), Some("image/webp"), "image/webp"),
         (format!("/i/{id}?size=medium"), Some("*/*"), "image/jpeg"),
         (format!("/i/{id}?size=medium"), Some(OLD), "image/jpeg"),
@@ -54,6 +108,8 @@ async fn a_variant_comes_in_the_format_the_browser_takes_and_says_so() {
         (format!("/i/{id}.jpg?size=medium"), Some(CHROME), "image/jpeg"),
         (format!("/i/{id}.webp?size=small"), Some("*/*"), "image/webp"),
         (format!("/i/{id}.webp?size=small"), None, "image/webp"),
+        (format!("/i/{id}.webp?size=small"), Some(CHROME), "image/webp"),
+        (format!("/i/{id}.avif?size=large"), Some(OLD), "image/avif"),
     ];
     let mut etags = std::collections::HashMap::new();
     for (path, accept, want) in &cases {
@@ -83,18 +139,20 @@ async fn a_variant_comes_in_the_format_the_browser_takes_and_says_so() {
         assert_eq!(resp.status(), 304, "{case}");
         assert_eq!(resp.headers()["vary"], "accept", "{case}");
     }
-    // A JPEG ETag never validates the WebP answer.
-    let jpeg_etag = etags.iter().find(|(_, v)| v.1 == "image/jpeg" && v.0 == "medium").unwrap().0.clone();
-    let resp = server
-        .client
-        .get(server.url(&format!("/i/{id}?size=medium")))
-        .header("accept", CHROME)
-        .header("if-none-match", &jpeg_etag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["content-type"], "image/webp");
+    // A JPEG or WebP ETag never validates the AVIF answer.
+    for other in ["image/jpeg", "image/webp"] {
+        let etag = etags.iter().find(|(_, v)| v.1 == other && v.0 == "medium").unwrap().0.clone();
+        let resp = server
+            .client
+            .get(server.url(&format!("/i/{id}?size=medium")))
+            .header("accept", CHROME)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{other}");
+        assert_eq!(resp.headers()["content-type"], "image/avif", "{other}");
+    }
 
     // The original is the stored file for every browser, so it does not vary.
     let resp = server.client.get(server.url(&format!("/i/{id}.jpg"))).header("accept", CHROME).send().await.unwrap();
@@ -103,7 +161,7 @@ async fn a_variant_comes_in_the_format_the_browser_takes_and_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transparent_image_is_png_for_old_browsers_and_webp_with_alpha_for_new_ones() {
+async fn a_transparent_image_is_png_for_old_browsers_and_webp_or_avif_with_alpha_for_new_ones() {
     // Given an uploaded PNG with a transparent half,
     let server = Server::start().await;
     let img = image::RgbaImage::from_fn(400, 300, |x, _| image::Rgba([200, 30, 30, if x < 200 { 0 } else { 255 }]));
@@ -112,9 +170,9 @@ async fn a_transparent_image_is_png_for_old_browsers_and_webp_with_alpha_for_new
     let (status, body) = server.upload_raw(png.into_inner(), "image/png").await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
-    server.wait_for_variants(&id, Duration::from_secs(60)).await;
-    // when an old browser and a new one ask for the small variant,
-    for (accept, want) in [(OLD, "image/png"), (CHROME, "image/webp")] {
+    server.wait_for_avif(&id, Duration::from_secs(120)).await;
+    // when old browsers and new ones ask for the small variant,
+    for (accept, want) in [(OLD, "image/png"), ("image/webp,*/*", "image/webp"), (CHROME, "image/avif")] {
         let resp = server
             .client
             .get(server.url(&format!("/i/{id}?size=small")))
@@ -124,7 +182,12 @@ async fn a_transparent_image_is_png_for_old_browsers_and_webp_with_alpha_for_new
             .unwrap();
         assert_eq!(resp.headers()["content-type"], want);
         // then each gets the transparency.
-        let decoded = image::load_from_memory(&resp.bytes().await.unwrap()).unwrap().to_rgba8();
+        let bytes = resp.bytes().await.unwrap();
+        let decoded = if want == "image/avif" {
+            decode_avif(&bytes)
+        } else {
+            image::load_from_memory(&bytes).unwrap().to_rgba8()
+        };
         assert_eq!(decoded.get_pixel(10, 10).0[3], 0, "{want}");
         assert_eq!(decoded.get_pixel(300, 10).0[3], 255, "{want}");
     }
@@ -168,7 +231,7 @@ async fn an_animated_gif_stays_animated_as_gif_for_old_browsers_and_webp_for_new
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     let image = server.wait_for_variants(&id, Duration::from_secs(60)).await;
-    // then the metadata lists each size as GIF and WebP,
+    // then the metadata lists each size as GIF and WebP (and never AVIF),
     for size in ["small", "medium", "large"] {
         let names: Vec<&str> = image["variants"][size]["formats"]
             .as_array()
@@ -178,10 +241,12 @@ async fn an_animated_gif_stays_animated_as_gif_for_old_browsers_and_webp_for_new
             .collect();
         assert_eq!(names, ["gif", "webp"], "{size}");
     }
-    // and whichever format a browser gets, every frame is there.
+    // and whichever format a browser gets, every frame is there: one that takes AVIF gets the
+    // animated WebP, since no AVIF variant is made of an animation.
     for (path, accept, want) in [
         (format!("/i/{id}?size=small"), OLD, "image/gif"),
         (format!("/i/{id}?size=small"), CHROME, "image/webp"),
+        (format!("/i/{id}.avif?size=small"), CHROME, "image/webp"),
         (format!("/i/{id}.gif?size=large"), CHROME, "image/gif"),
         (format!("/i/{id}.webp?size=medium"), "*/*", "image/webp"),
     ] {

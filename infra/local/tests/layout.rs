@@ -69,7 +69,9 @@ async fn named_image(server: Server) -> (tempfile::TempDir, String, Vec<(String,
     }
     // Images of that time had JPEG variants only.
     for size in SIZES {
-        local.objects.delete(&format!("variants/{size}-webp/{id}")).await.unwrap();
+        for format in ["webp", "avif"] {
+            local.objects.delete(&format!("variants/{size}-{format}/{id}")).await.unwrap();
+        }
     }
     let app = local.app().build();
     let record = imghost::images::get(&app, &id).await.unwrap().unwrap();

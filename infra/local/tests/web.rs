@@ -101,8 +101,9 @@ async fn photos_chosen_in_the_file_picker_are_uploaded_and_their_variants_shown(
         }
 
         // When the first photo's page is opened from its entry and the small size chosen once
-        // its variant is ready,
+        // its variant is ready (its AVIF one too, made by the later pass),
         let id = shot["id"].as_str().unwrap().to_owned();
+        s.wait_for_avif(&id, Duration::from_secs(120)).await;
         page.click(&format!(r#"li.upload[data-id="{id}"] a.page-link"#)).await;
         let small = r#"#sizes button[data-size="small"]"#;
         let script = "const b = document.querySelector(arguments[0]); return b && !b.disabled;";
@@ -120,11 +121,11 @@ async fn photos_chosen_in_the_file_picker_are_uploaded_and_their_variants_shown(
             image["variants"]["small"]["height"].as_u64().unwrap(),
         );
         assert_eq!(size, expected);
-        // The browser, which takes WebP, was given the WebP variant (the resource timing entry
-        // records the type the server answered).
+        // The browser, which takes AVIF, was given the AVIF variant and decoded it to the size
+        // above (the resource timing entry records the type the server answered).
         let script = "return performance.getEntriesByName(arguments[0]).map((e) => e.contentType);";
         let types = page.eval(script, vec![json!(url)]).await;
-        assert_eq!(types.as_array().and_then(|t| t.last()), Some(&json!("image/webp")), "{types}");
+        assert_eq!(types.as_array().and_then(|t| t.last()), Some(&json!("image/avif")), "{types}");
         assert_eq!(page.find(small).await.attr("aria-pressed").await.unwrap().as_deref(), Some("true"));
         page.screenshot("upload-and-view-small-variant").await;
 

@@ -90,8 +90,9 @@ async fn serve_image(
     };
     // A variant's format follows the extension or, without one, the Accept header; the
     // original is served as stored.
-    let modern = size.and_then(|_| variants::negotiate(ext, headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())));
-    let opened = images::open(&app, id, size, modern).await?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let modern = size.map(|_| variants::negotiate(ext, accept)).unwrap_or_default();
+    let opened = images::open(&app, id, size, &modern).await?;
     let cache = match (&opened.variant, size) {
         (None, Some(_)) => FALLBACK,
         _ => IMMUTABLE,

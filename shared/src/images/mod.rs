@@ -152,18 +152,20 @@ impl Opened {
     }
 }
 
-/// Opens an active image for serving at `size` (`None` for the original), in the `modern`
-/// format when one was chosen and that variant is made (see
-/// [`crate::media::variants::negotiate`]). Where the process
-/// keeps records in memory, an image whose variants are settled is read from there: nothing
-/// about it changes until it is deleted, which drops it ([`forget`]).
-pub async fn open(app: &App, id: &str, size: Option<Size>, modern: Option<Format>) -> Result<Opened> {
+/// Opens an active image for serving at `size` (`None` for the original), in the first of the
+/// `modern` formats the request takes that the variant is made in (see
+/// [`crate::media::variants::negotiate`]), else the classic one. Where the process
+/// keeps records in memory, an image whose variants are settled (the later AVIF pass
+/// included) is read from there: nothing about it changes until it is deleted, which drops it
+/// ([`forget`]).
+pub async fn open(app: &App, id: &str, size: Option<Size>, modern: &[Format]) -> Result<Opened> {
     let cache = app.records.as_ref();
     let record = match cache.and_then(|c| c.get::<ImageRecord>(&cache_key(id))) {
         Some(record) => record,
         None => {
             let record = std::sync::Arc::new(get_active(app, id).await?);
-            if let Some(c) = cache.filter(|_| record.variants != VariantsStatus::Pending) {
+            // A record whose later variants are still to come changes once more.
+            if let Some(c) = cache.filter(|_| record.variants != VariantsStatus::Pending && !record.lacks_avif()) {
                 c.put(&cache_key(id), record.clone());
             }
             record
@@ -212,13 +214,25 @@ pub struct MadeVariant {
 
 /// Stores the variants of `image` and records them on its item, unless the image is being
 /// deleted meanwhile: then what was written is taken back, since the purge may have passed.
+///
+/// A size made in WebP but not (yet) in AVIF also gets its WebP bytes under its AVIF key. The
+/// CDN picks a key from the URL and `Accept` alone, and an origin group fails over only once
+/// (to the original); with this, a browser that takes AVIF gets the WebP variant until the
+/// later pass has made the AVIF one, and an animation's animated WebP for good. Every browser
+/// that decodes AVIF decodes WebP, and the object keeps WebP's content type. The record lists
+/// only the formats really made, so the local server reads no such stand-in.
 pub async fn store_variants(app: &App, image: &ImageRecord, made: &[MadeVariant]) -> Result<()> {
     let id = image.id.as_str();
-    let puts = made.iter().map(|v| {
-        let key = image.variant_key(v.info.size, v.info.format);
-        async move { app.objects.put(&key, v.bytes.clone(), v.info.format.mime()).await }
-    });
-    futures::future::try_join_all(puts).await?;
+    let mut objects: Vec<(String, &MadeVariant)> =
+        made.iter().map(|v| (image.variant_key(v.info.size, v.info.format), v)).collect();
+    if image.layout == Layout::Bare {
+        for v in made.iter().filter(|v| v.info.format == Format::Webp) {
+            if !made.iter().any(|a| a.info.size == v.info.size && a.info.format == Format::Avif) {
+                objects.push((image.variant_key(v.info.size, Format::Avif), v));
+            }
+        }
+    }
+    put_all(app, &objects).await?;
     let info: Vec<&VariantInfo> = made.iter().map(|v| &v.info).collect();
     let json = serde_json::to_string(&info).map_err(Error::internal)?;
     let update = Update::new().set("variants", "ready").set("variant_info", json);
@@ -227,14 +241,59 @@ pub async fn store_variants(app: &App, image: &ImageRecord, made: &[MadeVariant]
             info!(sizes = ?info.iter().map(|v| (v.width, v.height)).collect::<Vec<_>>(), "variants ready");
             Ok(())
         }
-        Err(e) if e.is_condition_failed() => {
-            for v in made {
-                app.objects.delete(&image.variant_key(v.info.size, v.info.format)).await?;
-            }
-            Ok(())
-        }
+        Err(e) if e.is_condition_failed() => take_back(app, &objects).await,
         Err(e) => Err(e.into()),
     }
+}
+
+/// Stores variants made by a later pass ([`crate::media::variants::LATER_FORMATS`]) beside the
+/// ones `image` lists, and records them. The record must not have changed since `image` was
+/// read: if it is being deleted, what was written is taken back; if it changed otherwise, the
+/// caller is told to try again (a retryable error) with a fresh read.
+pub async fn add_variants(app: &App, image: &ImageRecord, made: &[MadeVariant]) -> Result<()> {
+    let objects: Vec<(String, &MadeVariant)> =
+        made.iter().map(|v| (image.variant_key(v.info.size, v.info.format), v)).collect();
+    put_all(app, &objects).await?;
+    let before = serde_json::to_string(&image.variant_info).map_err(Error::internal)?;
+    let mut info: Vec<&VariantInfo> = image
+        .variant_info
+        .iter()
+        .filter(|v| !made.iter().any(|m| m.info.size == v.size && m.info.format == v.format))
+        .collect();
+    info.extend(made.iter().map(|v| &v.info));
+    let after = serde_json::to_string(&info).map_err(Error::internal)?;
+    let unchanged = still_here().and(Cond::eq("variants", "ready")).and(Cond::eq("variant_info", before));
+    let update = Update::new().set("variant_info", after);
+    match app.table.update(&image_pk(&image.id), META, update, Some(unchanged)).await {
+        Ok(_) => {
+            forget(app, image);
+            info!(formats = ?made.iter().map(|v| v.info.format.name()).collect::<Vec<_>>(), "later variants ready");
+            Ok(())
+        }
+        Err(e) if e.is_condition_failed() => match get(app, &image.id).await? {
+            Some(now) if now.state != State::Deleting => Err(Error::client(
+                crate::error::Refusal::Unavailable,
+                "busy",
+                "the image's variants changed while more were made",
+            )),
+            _ => take_back(app, &objects).await,
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn put_all(app: &App, objects: &[(String, &MadeVariant)]) -> Result<()> {
+    let puts = objects.iter().map(|(key, v)| app.objects.put(key, v.bytes.clone(), v.info.format.mime()));
+    futures::future::try_join_all(puts).await?;
+    Ok(())
+}
+
+/// Deletes what was written for an image deleted meanwhile: its purge may have passed already.
+async fn take_back(app: &App, objects: &[(String, &MadeVariant)]) -> Result<()> {
+    for (key, _) in objects {
+        app.objects.delete(key).await?;
+    }
+    Ok(())
 }
 
 /// Records that the variants of image `id` cannot be made (its pixels do not decode); the

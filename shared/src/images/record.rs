@@ -49,9 +49,9 @@ impl Layout {
         }
     }
 
-    /// A size's modern variant (WebP) has a prefix of its own, `variants/<size>-<format>/`, so
-    /// the CDN finds it from the size and the format it chose by `Accept`; the classic one (JPEG
-    /// or PNG) has the size's.
+    /// A size's modern variants (AVIF, WebP) have a prefix of their own,
+    /// `variants/<size>-<format>/`, so the CDN finds one from the size and the format it chose
+    /// by `Accept`; the classic one (JPEG, PNG or GIF) has the size's.
     fn variant_key(self, id: &str, size: Size, format: Format) -> String {
         match self {
             Layout::Bare if variants::is_modern(format) => format!("variants/{}-{}/{id}", size.name(), format.name()),
@@ -222,7 +222,7 @@ impl ImageRecord {
     /// Every key a variant of this image can have, whatever format it was made in.
     pub fn possible_variant_keys(&self) -> Vec<String> {
         let formats: &[Format] = match self.layout {
-            Layout::Bare => &[Format::Jpeg, Format::Webp],
+            Layout::Bare => &[Format::Jpeg, Format::Webp, Format::Avif],
             Layout::Named => &[Format::Jpeg, Format::Png, Format::Webp],
         };
         Size::ALL.iter().flat_map(|&size| formats.iter().map(move |&f| self.variant_key(size, f))).collect()
@@ -239,12 +239,30 @@ impl ImageRecord {
         self.made_variants().find(|v| v.size == size && !variants::is_modern(v.format))
     }
 
-    /// The variant of `size` in `modern` format (WebP), else the classic one. Images whose
-    /// variants were made before WebP have only the classic one.
-    pub fn variant_in(&self, size: Size, modern: Option<Format>) -> Option<&VariantInfo> {
+    /// The variant of `size` in the first of the `modern` formats it is made in (the order of
+    /// [`variants::negotiate`]'s answer), else the classic one. AVIF is made by a later pass and
+    /// never for animations, and images whose variants were made before WebP have only the
+    /// classic one.
+    pub fn variant_in(&self, size: Size, modern: &[Format]) -> Option<&VariantInfo> {
         modern
-            .and_then(|f| self.made_variants().find(|v| v.size == size && v.format == f))
+            .iter()
+            .find_map(|&f| self.made_variants().find(|v| v.size == size && v.format == f))
             .or_else(|| self.variant(size))
+    }
+
+    /// Whether this image is an animation, as its variants show: only animations have GIF
+    /// variants (a still GIF's are JPEG or PNG).
+    pub fn is_animated(&self) -> bool {
+        self.made_variants().any(|v| v.format == Format::Gif)
+    }
+
+    /// Whether the later pass has AVIF variants to make for this image: it is active, its first
+    /// variants are made, it is not an animation, and some size has no AVIF variant yet.
+    pub fn lacks_avif(&self) -> bool {
+        self.state == State::Active
+            && self.variants == VariantsStatus::Ready
+            && !self.is_animated()
+            && Size::ALL.iter().any(|&size| !self.made_variants().any(|v| v.size == size && v.format == Format::Avif))
     }
 
     /// Every made variant, each size in each of its formats.

@@ -138,7 +138,9 @@ fn source<'a>(bytes: &'a [u8], facts: &Facts) -> Result<Source<'a>, VariantError
             let (frames, plays) = frames(d);
             Ok(Source { frames, colour, plays })
         }
-        Format::Jpeg => Err(VariantError::Decode("a JPEG is never animated".into())),
+        Format::Jpeg | Format::Avif => {
+            Err(VariantError::Decode(format!("a {} original is never animated", facts.format.name())))
+        }
     }
 }
 

@@ -61,6 +61,8 @@ pub fn decode_reserved(bytes: &[u8], facts: Facts, permit: Permit) -> Result<Dec
         Format::Jpeg | Format::Webp => decode_with_image(bytes, facts),
         Format::Png => decode_png(bytes, facts),
         Format::Gif => decode_gif(bytes, facts).map(|image| (image, colour::Space::Srgb)),
+        // Inspection never answers AVIF, which is only ever written.
+        Format::Avif => Err(failed("AVIF is not read")),
     }?;
     Ok(Decoded { image, colour, facts, permit })
 }
@@ -72,6 +74,18 @@ pub fn decode_reserved(bytes: &[u8], facts: Facts, permit: Permit) -> Result<Dec
 pub fn reserve(bytes: &[u8], max_cost: u64) -> Result<(Facts, Permit), DecodeError> {
     let facts = inspect(bytes)?.facts;
     let permit = take(facts.decode_cost, max_cost)?;
+    Ok((facts, permit))
+}
+
+/// [`reserve`] with a cost of the caller's, from the facts inspection gives (a pass that does
+/// more than the first one, such as AVIF encoding).
+pub fn reserve_cost(
+    bytes: &[u8],
+    max_cost: u64,
+    cost: impl FnOnce(&Facts) -> u64,
+) -> Result<(Facts, Permit), DecodeError> {
+    let facts = inspect(bytes)?.facts;
+    let permit = take(cost(&facts), max_cost)?;
     Ok((facts, permit))
 }
 

@@ -55,7 +55,7 @@ fn exif_block(bytes: &[u8]) -> Option<&[u8]> {
             // Some writers keep JPEG's "Exif\0\0" prefix in the chunk.
             payload.strip_prefix(b"Exif\0\0").unwrap_or(payload)
         }
-        Format::Gif => return None,
+        Format::Gif | Format::Avif => return None,
     };
     (block.len() <= MAX_EXIF_BYTES).then_some(block)
 }

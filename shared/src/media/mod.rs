@@ -19,7 +19,8 @@ pub(crate) mod webp;
 
 use serde::{Deserialize, Serialize};
 
-/// The image formats imghost accepts.
+/// The image formats imghost reads or writes: an original is one of [`Format::ORIGINALS`]; AVIF
+/// is only ever a variant (the pipeline writes it, nothing reads it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
@@ -27,10 +28,12 @@ pub enum Format {
     Png,
     Gif,
     Webp,
+    Avif,
 }
 
 impl Format {
-    pub const ALL: [Format; 4] = [Format::Jpeg, Format::Png, Format::Gif, Format::Webp];
+    /// The formats an upload may be in.
+    pub const ORIGINALS: [Format; 4] = [Format::Jpeg, Format::Png, Format::Gif, Format::Webp];
 
     pub fn mime(self) -> &'static str {
         match self {
@@ -38,6 +41,7 @@ impl Format {
             Format::Png => "image/png",
             Format::Gif => "image/gif",
             Format::Webp => "image/webp",
+            Format::Avif => "image/avif",
         }
     }
 
@@ -48,6 +52,7 @@ impl Format {
             Format::Png => "png",
             Format::Gif => "gif",
             Format::Webp => "webp",
+            Format::Avif => "avif",
         }
     }
 
@@ -57,6 +62,7 @@ impl Format {
             Format::Png => "png",
             Format::Gif => "gif",
             Format::Webp => "webp",
+            Format::Avif => "avif",
         }
     }
 
@@ -66,6 +72,7 @@ impl Format {
             "png" => Some(Format::Png),
             "gif" => Some(Format::Gif),
             "webp" => Some(Format::Webp),
+            "avif" => Some(Format::Avif),
             _ => None,
         }
     }
@@ -156,6 +163,11 @@ pub mod limits {
     /// transparent WebP variant (its ARGB copy, hash chain and backward references), with room
     /// to spare: `tests/decode_memory.rs` measured 163 MiB in all for a 2048 x 2048 variant.
     pub const WEBP_ALPHA_BYTES_PER_PIXEL: u64 = 36;
+    /// What rav1e takes per pixel of the large variant to encode it as AVIF (its source,
+    /// reconstruction and analysis planes, with padding), with room to spare:
+    /// `tests/decode_memory.rs` measured the AVIF pass of a 2500 x 2500 image at 151 MiB in all
+    /// (opaque) and 173 MiB (transparent) against 208 MiB estimated by [`super::avif_cost`].
+    pub const AVIF_BYTES_PER_PIXEL: u64 = 40;
     /// Memory all decodes of one process may hold at once. A decode waits for its share; an
     /// image whose decode alone would need more is refused at upload.
     pub const DECODE_BUDGET: u64 = 288 << 20;
@@ -230,6 +242,8 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspected, MediaError> {
         Format::Png => png::inspect(bytes).map(|(f, e)| (f, Extras::Png(e)))?,
         Format::Gif => (gif::inspect(bytes)?, Extras::Gif),
         Format::Webp => webp::inspect(bytes).map(|(f, e)| (f, Extras::Webp(e)))?,
+        // `sniff` never answers AVIF: it is a variant format only.
+        Format::Avif => return Err(unsupported("the file is not a JPEG, PNG, GIF or WebP image")),
     };
     // The file itself is held while it is decoded, so it counts against the budget too.
     facts.decode_cost += bytes.len() as u64;
@@ -311,6 +325,17 @@ pub(crate) fn pipeline_cost(decode: u64, width: u32, height: u32, alpha: bool) -
     let per_pixel = 8 + if alpha { limits::WEBP_ALPHA_BYTES_PER_PIXEL } else { 0 };
     let encode = per_pixel * u64::from(tw) * u64::from(th);
     first.max(encode) + limits::DECODE_OVERHEAD
+}
+
+/// The most memory the AVIF pass ([`variants::make_avif`]) takes for a file of `file_bytes`:
+/// the larger of its two phases, as [`pipeline_cost`] counts them. Decoding and the first resize
+/// are the first pass's (bounded by `still_cost`, which also counts WebP's encoders); encoding
+/// holds the file, the large result and its upright copy and rav1e's planes
+/// ([`limits::AVIF_BYTES_PER_PIXEL`]).
+pub fn avif_cost(facts: &Facts, file_bytes: u64) -> u64 {
+    let (tw, th) = variants::fit_inside(facts.width, facts.height, variants::Size::Large.long_edge());
+    let encode = (8 + limits::AVIF_BYTES_PER_PIXEL) * u64::from(tw) * u64::from(th);
+    facts.still_cost.max(file_bytes + encode + limits::DECODE_OVERHEAD)
 }
 
 #[cfg(test)]

@@ -37,6 +37,27 @@ const WEBP_QUALITY_SMALL: f32 = 76.0;
 const WEBP_QUALITY_MEDIUM: f32 = 90.0;
 const WEBP_QUALITY_LARGE: f32 = 90.0;
 
+/// AVIF quality (ravif's scale, 1 to 100) of each size's variant, chosen as [`webp_quality`] is:
+/// the lowest whose mean SSIM matches the JPEG's on the test photos (`scripts/bench quality`).
+/// At those, on the test photos, AVIF weighs 0.68 of the JPEG for small variants, 0.71 for
+/// medium and 0.82 for large ones, where WebP saves nothing.
+pub fn avif_quality(size: Size) -> f32 {
+    match size {
+        Size::Small => AVIF_QUALITY_SMALL,
+        Size::Medium => AVIF_QUALITY_MEDIUM,
+        Size::Large => AVIF_QUALITY_LARGE,
+    }
+}
+
+const AVIF_QUALITY_SMALL: f32 = 82.0;
+const AVIF_QUALITY_MEDIUM: f32 = 85.0;
+const AVIF_QUALITY_LARGE: f32 = 88.0;
+
+/// rav1e's speed preset, 1 (slowest, smallest) to 10. At matched SSIM, speed 6 gave the same
+/// bytes as 8 in a fifth more time, and speed 10 files larger than the JPEG
+/// (`AVIF_SPEEDS=6,8,10 scripts/bench quality`, `docs/benchmarks.md`).
+pub const AVIF_SPEED: u8 = 8;
+
 /// The variant sizes: the long edge in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,8 +92,12 @@ impl Size {
 }
 
 /// The formats a variant is also made in, chosen by the request's `Accept` header, best first.
-/// Each size is made in one of them and in its classic format, which every browser shows.
-pub const MODERN_FORMATS: [Format; 1] = [Format::Webp];
+/// Each size is made in these and in its classic format, which every browser shows.
+pub const MODERN_FORMATS: [Format; 2] = [Format::Avif, Format::Webp];
+
+/// The modern formats made by a later pass than the others ([`make_avif`]), because encoding
+/// them takes several times as long; never for animations.
+pub const LATER_FORMATS: [Format; 1] = [Format::Avif];
 
 /// Whether `format` is one of [`MODERN_FORMATS`] (a variant in it is the alternative to the
 /// classic one of its size).
@@ -80,20 +105,25 @@ pub fn is_modern(format: Format) -> bool {
     MODERN_FORMATS.contains(&format)
 }
 
-/// The modern format a request for a variant gets, or `None` for the classic one:
-/// - an explicit extension wins: `.webp` asks for WebP, `.jpg`, `.png` or `.gif` for the
-///   classic variant;
-/// - otherwise the first of [`MODERN_FORMATS`] that `accept` names with a quality above zero.
-///   Only explicit media types count: `*/*` and `image/*` are what browsers that decode
+/// The modern formats a request for a variant takes, best first; none for the classic one.
+/// The first is the one asked for; the others are what it gets where that one is not made:
+/// - an explicit extension wins: `.avif` asks for AVIF (and takes WebP, as every browser that
+///   decodes AVIF decodes WebP, and as the edge's AVIF keys hold until AVIF is made), `.webp`
+///   for WebP, `.jpg`, `.png` or `.gif` for the classic variant;
+/// - otherwise the [`MODERN_FORMATS`] that `accept` names with a quality above zero, in that
+///   order. Only explicit media types count: `*/*` and `image/*` are what browsers that decode
 ///   neither WebP nor AVIF send. The header is read up to 1,024 bytes, which holds every
 ///   browser's.
 ///
-/// `cdn/images.js` makes the same choice at the edge (a test runs both on one table of cases).
-pub fn negotiate(ext: Option<Format>, accept: Option<&str>) -> Option<Format> {
-    if let Some(ext) = ext {
-        return is_modern(ext).then_some(ext);
+/// `cdn/images.js` makes the same choice of the first at the edge (a test runs both on one
+/// table of cases).
+pub fn negotiate(ext: Option<Format>, accept: Option<&str>) -> Vec<Format> {
+    match ext {
+        Some(Format::Avif) => return vec![Format::Avif, Format::Webp],
+        Some(ext) => return if is_modern(ext) { vec![ext] } else { vec![] },
+        None => {}
     }
-    let accept = accept?;
+    let Some(accept) = accept else { return vec![] };
     let accept = &accept.as_bytes()[..accept.len().min(1024)];
     let accept = String::from_utf8_lossy(accept).to_ascii_lowercase();
     let admitted = |format: Format| {
@@ -114,7 +144,7 @@ pub fn negotiate(ext: Option<Format>, accept: Option<&str>) -> Option<Format> {
         }
         admitted
     };
-    MODERN_FORMATS.into_iter().find(|&f| admitted(f))
+    MODERN_FORMATS.into_iter().filter(|&f| admitted(f)).collect()
 }
 
 /// One encoded variant.
@@ -168,6 +198,26 @@ pub fn make_variants(bytes: &[u8], orientation: u16) -> Result<Vec<Variant>, Var
             let bytes = encode(upright, format, quality(size, format))?;
             out.push(Variant { size, width: upright.width(), height: upright.height(), format, bytes });
         }
+        Ok(())
+    })?;
+    out.reverse();
+    Ok(out)
+}
+
+/// The AVIF variant of every size, smallest first, encoded at [`avif_quality`]: the later pass
+/// ([`LATER_FORMATS`]). None for an animation, whose variants are GIF and animated WebP. The
+/// image is decoded again, holding [`super::avif_cost`] of the decode budget: the first pass's
+/// pixels are long gone when this runs.
+pub fn make_avif(bytes: &[u8], orientation: u16) -> Result<Vec<Variant>, VariantError> {
+    let cost = |facts: &super::Facts| super::avif_cost(facts, bytes.len() as u64);
+    let (facts, permit) = decode::reserve_cost(bytes, u64::MAX, cost).map_err(refused)?;
+    if animation::is_animated(&facts) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(Size::ALL.len());
+    render_reserved(bytes, facts, permit, orientation, |size, upright| {
+        let bytes = encode(upright, Format::Avif, avif_quality(size))?;
+        out.push(Variant { size, width: upright.width(), height: upright.height(), format: Format::Avif, bytes });
         Ok(())
     })?;
     out.reverse();
@@ -294,7 +344,11 @@ fn upright(
 
 /// The quality a variant of `size` is encoded at in `format` (PNG ignores it).
 pub fn quality(size: Size, format: Format) -> f32 {
-    if format == Format::Webp { webp_quality(size) } else { f32::from(JPEG_QUALITY) }
+    match format {
+        Format::Webp => webp_quality(size),
+        Format::Avif => avif_quality(size),
+        _ => f32::from(JPEG_QUALITY),
+    }
 }
 
 /// The classic format of a variant: PNG when it has transparency, JPEG otherwise.
@@ -341,11 +395,27 @@ pub fn encode(img: &DynamicImage, format: Format, quality: f32) -> Result<Vec<u8
             config.method = 4;
             out = encoder.encode_advanced(&config).map_err(|e| encode_error(&format!("{e:?}")))?.to_vec();
         }
+        (Format::Avif, DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_)) => {
+            out = encode_avif(img, quality, AVIF_SPEED)?;
+        }
         (format, img) => {
             return Err(encode_error(&format!("no {} variant of {:?} pixels", format.name(), img.color())));
         }
     }
     Ok(out)
+}
+
+/// AVIF by rav1e at `speed` (the pipeline's is [`AVIF_SPEED`]) through `imghost_avif`, 8 bits,
+/// YCbCr 4:4:4, tagged sRGB; alpha, where there is transparency, at the colour's quality.
+/// Public for the measurement that chose the speed.
+pub fn encode_avif(img: &DynamicImage, quality: f32, speed: u8) -> Result<Vec<u8>, VariantError> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let pixels = match img {
+        DynamicImage::ImageRgba8(rgba) => imghost_avif::Pixels::Rgba(rgba.as_raw()),
+        DynamicImage::ImageRgb8(rgb) => imghost_avif::Pixels::Rgb(rgb.as_raw()),
+        other => return Err(encode_error(&format!("no AVIF variant of {:?} pixels", other.color()))),
+    };
+    imghost_avif::encode(pixels, w, h, quality, speed).map_err(|e| encode_error(&e))
 }
 
 #[cfg(test)]

@@ -336,7 +336,7 @@ fn unusable(why: &str) -> Error {
 /// is ready; otherwise its original, if that decodes within [`BACKGROUND_DECODE_LIMIT`]; otherwise
 /// a 422 `image_unusable`.
 async fn background_source(app: &App, id: &str) -> Result<Background> {
-    let opened = images::open(app, id, Some(Size::Medium), None)
+    let opened = images::open(app, id, Some(Size::Medium), &[])
         .await
         .map_err(|_| Error::unprocessable("bad_parameter", "image: no such image"))?;
     if opened.variant.is_none() && opened.record.variants == images::VariantsStatus::Failed {

@@ -13,6 +13,7 @@ use tracing::warn;
 
 use crate::store::Queue;
 
+pub mod avif;
 pub mod import;
 pub mod keepalive;
 pub mod resize;

@@ -87,27 +87,43 @@ pub async fn make_variants(app: &App, id: &str) -> Result<()> {
         info!("no such image; nothing to do");
         return Ok(());
     };
+    if record.lacks_avif() {
+        // A repeat of an event whose first pass is done: the AVIF pass may not have been
+        // queued (the queue failed after the variants were stored), and queuing it again is
+        // harmless, since a pass that finds AVIF made does nothing.
+        return super::avif::queue(app, id).await;
+    }
     if record.state == State::Deleting || record.variants != VariantsStatus::Pending {
         return Ok(());
     }
     make_and_store(app, &record).await
 }
 
-/// Makes the variants of image `id` again when they lack a format the pipeline makes now: they
-/// were made before WebP variants existed, and the CDN, which picks a WebP variant by `Accept`
-/// without reading the table, would answer with the original instead. Returns whether it did.
-/// The pipeline is deterministic, so the formats that were there come out the same.
+/// Brings the variants of image `id` up to what the pipeline makes now, and returns whether
+/// there was anything to do:
+/// - variants made before WebP existed are made again (the CDN, which picks a WebP or AVIF
+///   variant by `Accept` without reading the table, would answer with the original instead);
+///   the pipeline is deterministic, so the formats that were there come out the same;
+/// - a still image without AVIF variants gets its AVIF pass queued.
 #[instrument(skip(app))]
 pub async fn remake_if_outdated(app: &App, id: &str) -> Result<bool> {
     let Some(record) = images::get(app, id).await? else { return Ok(false) };
-    let complete = Size::ALL.iter().all(|&size| {
-        variants::MODERN_FORMATS.iter().all(|&f| record.made_variants().any(|v| v.size == size && v.format == f))
-    });
-    if record.state != State::Active || record.variants != VariantsStatus::Ready || complete {
+    if record.state != State::Active || record.variants != VariantsStatus::Ready {
         return Ok(false);
     }
-    make_and_store(app, &record).await?;
-    Ok(true)
+    let first_pass = variants::MODERN_FORMATS.iter().filter(|f| !variants::LATER_FORMATS.contains(f));
+    let complete = Size::ALL
+        .iter()
+        .all(|&size| first_pass.clone().all(|&f| record.made_variants().any(|v| v.size == size && v.format == f)));
+    if !complete {
+        make_and_store(app, &record).await?;
+        return Ok(true);
+    }
+    if record.lacks_avif() {
+        super::avif::queue(app, id).await?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// [`remake_if_outdated`] for every active image (the admin listing, a page at a time); returns
@@ -150,7 +166,10 @@ async fn make_and_store(app: &App, record: &images::ImageRecord) -> Result<()> {
                     bytes: Bytes::from(v.bytes),
                 })
                 .collect();
-            images::store_variants(app, record, &made).await
+            let still = !made.iter().any(|v| v.info.format == crate::media::Format::Gif);
+            images::store_variants(app, record, &made).await?;
+            // The AVIF variants come from a later pass: AV1 takes seconds a photo.
+            if still { super::avif::queue(app, &record.id).await } else { Ok(()) }
         }
         // Undecodable pixels will not decode on a retry: record it and stop.
         Err(e) => images::record_variants_failed(app, &record.id, &e.to_string()).await,

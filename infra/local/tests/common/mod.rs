@@ -142,6 +142,23 @@ impl Server {
         self.variants_ready(id, timeout).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Polls an image until every size lists an AVIF variant, which the later pass makes after
+    /// the others (`workers::avif`); returns its metadata.
+    pub async fn wait_for_avif(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let body = self.wait_for_variants(id, timeout).await;
+            let has_avif = |size: &str| {
+                body["variants"][size]["formats"].as_array().is_some_and(|f| f.iter().any(|f| f["format"] == "avif"))
+            };
+            if ["small", "medium", "large"].iter().all(|s| has_avif(s)) {
+                return body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "AVIF variants of {id} not made in {timeout:?}: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls an image until every variant is ready; an error says why not (a failed variant,
     /// the image gone, or the timeout), so that a test can list every failure.
     pub async fn variants_ready(&self, id: &str, timeout: Duration) -> Result<Value, String> {
@@ -176,8 +193,10 @@ impl Server {
         let local = imghost::state::LocalStorage::open(self.data.path()).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let waiting =
-                local.object_events.len().unwrap() + local.imports.len().unwrap() + local.keepalive.len().unwrap();
+            let waiting = local.object_events.len().unwrap()
+                + local.imports.len().unwrap()
+                + local.keepalive.len().unwrap()
+                + local.avif.len().unwrap();
             if waiting == 0 {
                 break;
             }
