@@ -79,8 +79,8 @@ enum Command {
     /// Bring stored images up to what the CDN serves: move images stored before keys were named
     /// by id and size alone (`originals/<id>.<ext>`) to `originals/<id>` and
     /// `variants/<size>/<id>`, then remake the variants of images made before WebP variants
-    /// existed. Idempotent and resumable; images whose variants are still being made are
-    /// counted as "later".
+    /// existed and queue the AVIF pass of still images without AVIF variants. Idempotent and
+    /// resumable; images whose variants are still being made are counted as "later".
     Relayout {
         /// A data directory, or `aws`.
         place: String,
@@ -93,6 +93,10 @@ enum Command {
         /// An S3- and DynamoDB-compatible endpoint, for `aws` (default: AWS).
         #[arg(long)]
         endpoint: Option<String>,
+        /// The URL of the stack's AVIF queue (its `AvifQueue`), for `aws`: still images without
+        /// AVIF variants get their AVIF pass queued there. A data directory has its own queue.
+        #[arg(long)]
+        avif_queue: Option<String>,
     },
     /// Make the small, medium and large variants of each file into DIR.
     Resize {
@@ -182,16 +186,38 @@ async fn main() -> Result<(), BoxError> {
             imghost_local::serve(opts).await
         }
         Command::Resize { files, out, formats } => imghost_local::resize_files(&files, &out, &formats),
-        Command::Relayout { place, bucket, table, endpoint } => {
+        Command::Relayout { place, bucket, table, endpoint, avif_queue } => {
             use imghost_local::migrate::{Place, Stores};
             let place = match place.as_str() {
-                "aws" => Place::Aws { bucket: bucket.unwrap_or_default(), table: table.unwrap_or_default(), endpoint },
+                "aws" => Place::Aws {
+                    bucket: bucket.unwrap_or_default(),
+                    table: table.unwrap_or_default(),
+                    endpoint: endpoint.clone(),
+                },
                 dir => Place::Local { data_dir: PathBuf::from(dir) },
             };
             let stores = Stores::open(&place, false).await?;
-            let app = imghost::App::builder(stores.table.clone(), stores.objects.clone()).build();
+            // The AVIF passes go where the workers take them: the data directory's queue, which
+            // the server consumes when it starts, or the stack's.
+            let avif: Option<std::sync::Arc<dyn imghost::store::Queue>> = match (&place, avif_queue) {
+                (Place::Local { data_dir }, _) => Some(imghost::state::LocalStorage::open(data_dir)?.avif),
+                (Place::Aws { .. }, Some(url)) => {
+                    let sdk = match &endpoint {
+                        Some(at) => imghost::aws::sdk_config_at(at).await,
+                        None => imghost::aws::sdk_config().await,
+                    };
+                    Some(std::sync::Arc::new(imghost::store::aws::SqsQueue::from_sdk(&sdk, url)))
+                }
+                (Place::Aws { .. }, None) => None,
+            };
+            let mut app = imghost::App::builder(stores.table.clone(), stores.objects.clone());
+            if let Some(queue) = avif {
+                app = app.avif(queue);
+            }
+            let app = app.build();
             let report = imghost::images::adopt_bare_layout_everywhere(&app).await?;
-            // Then every image gets each variant format the CDN may ask for.
+            // Then every image gets each variant format the CDN may ask for (AVIF by a queued
+            // pass).
             let remade = imghost::workers::resize::remake_outdated_everywhere(&app).await?;
             println!(
                 "moved {}, already in place {}, to run again for {}; variants remade {remade}",

@@ -109,7 +109,7 @@ impl Stores {
                     0
                 } else {
                     let local = LocalStorage::open(data_dir)?;
-                    local.object_events.len()? + local.imports.len()? + local.keepalive.len()?
+                    local.object_events.len()? + local.imports.len()? + local.keepalive.len()? + local.avif.len()?
                 };
                 let db = SqliteDb::open(&LocalStorage::db_path(data_dir))?;
                 Ok(Stores {

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, photos_dir};
+use common::{Server, animated_gif, photos_dir};
 
 const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
 const OLD: &str = "image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5";
@@ -191,25 +191,6 @@ async fn a_transparent_image_is_png_for_old_browsers_and_webp_or_avif_with_alpha
         assert_eq!(decoded.get_pixel(10, 10).0[3], 0, "{want}");
         assert_eq!(decoded.get_pixel(300, 10).0[3], 255, "{want}");
     }
-}
-
-/// A 300x200 animated GIF of `frames` frames, each with the bar in another place, looping for
-/// ever, 80 ms a frame.
-fn animated_gif(frames: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    {
-        let mut encoder = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 10);
-        encoder.set_repeat(image::codecs::gif::Repeat::Infinite).unwrap();
-        for i in 0..frames {
-            let canvas = image::RgbaImage::from_fn(300, 200, |x, _| {
-                let bar = (x / 30) == i % 10;
-                image::Rgba(if bar { [250, 250, 250, 255] } else { [40, 90, 200, 255] })
-            });
-            let delay = image::Delay::from_numer_denom_ms(80, 1);
-            encoder.encode_frame(image::Frame::from_parts(canvas, 0, 0, delay)).unwrap();
-        }
-    }
-    out
 }
 
 /// How many frames an animated GIF or WebP has, with the `image` crate's decoders.

@@ -137,7 +137,7 @@ async fn relayout_moves_named_images_to_the_keys_the_cdn_serves_once() {
     let printed = relayout(data.path());
 
     // then it moved the one and left the other,
-    // and made the WebP variants it lacked,
+    // and made the WebP variants it lacked (and queued its AVIF pass),
     assert_eq!(printed.trim(), "moved 1, already in place 1, to run again for 0; variants remade 1");
     // the named image's objects are under bare keys with the same bytes and types, and none is
     // left under a named key,
@@ -165,6 +165,8 @@ async fn relayout_moves_named_images_to_the_keys_the_cdn_serves_once() {
         let (status, content_type, _) = body_of(&server, &format!("/i/{id}.webp?size={size}")).await;
         assert_eq!((status, content_type.as_deref()), (200, Some("image/webp")), "{size}");
     }
+    // The AVIF pass it queued in the data directory is made once the server runs.
+    server.wait_for_avif(&id, Duration::from_secs(120)).await;
     let data = server.stop_when_idle().await;
 
     // When it runs again, it moves and remakes nothing.

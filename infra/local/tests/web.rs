@@ -235,6 +235,42 @@ async fn large_dropped_and_pasted_files_all_reach_the_uploader() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_animation_is_shown_as_animated_webp_to_a_browser_that_takes_avif() {
+    // Given an uploaded animated GIF whose variants are made (GIF and animated WebP: no AVIF
+    // variant is made of an animation),
+    let server = Server::start().await;
+    let (status, body) = server.upload_raw(common::animated_gif(12), "image/gif").await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let image = server.wait_for_variants(&id, Duration::from_secs(60)).await;
+    let url = image["variants"]["medium"]["url"].as_str().unwrap().to_owned();
+    let expected = (
+        image["variants"]["medium"]["width"].as_u64().unwrap(),
+        image["variants"]["medium"]["height"].as_u64().unwrap(),
+    );
+
+    browser::run("animation-page-webp", DESKTOP, &server.base, move |page| async move {
+        // when its page is opened and the medium size chosen,
+        page.goto(&format!("/v/{id}")).await;
+        let medium = r#"#sizes button[data-size="medium"]"#;
+        let script = "const b = document.querySelector(arguments[0]); return b && !b.disabled;";
+        page.wait_for("the medium variant to be ready", script, vec![json!(medium)]).await;
+        page.click(medium).await;
+        let script = "const i = document.querySelector('#image'); return i.src === arguments[0];";
+        page.wait_for("the medium variant in #image", script, vec![json!(url)]).await;
+
+        // then Chromium, whose Accept names AVIF first, is given the animated WebP variant and
+        // shows it at the size the API reports.
+        assert_eq!(page.loaded_image("#image").await, expected);
+        let script = "return performance.getEntriesByName(arguments[0]).map((e) => e.contentType);";
+        let types = page.eval(script, vec![json!(url)]).await;
+        assert_eq!(types.as_array().and_then(|t| t.last()), Some(&json!("image/webp")), "{types}");
+        page.screenshot("animation-page-webp").await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_file_is_refused_in_words_on_a_phone() {
     // Given the words the API uses to refuse a damaged JPEG,
     let server = Server::start().await;

@@ -25,12 +25,13 @@ pub struct AvifMessage {
 }
 
 /// Queues the AVIF pass of image `id`, where an AVIF queue is wired (locally always; in AWS for
-/// the resize worker). Without one, the image keeps its first-pass variants.
-pub async fn queue(app: &App, id: &str) -> Result<()> {
-    let Some(queue) = app.avif.as_ref() else { return Ok(()) };
+/// the resize worker), and says whether it did. Without one, the image keeps its first-pass
+/// variants.
+pub async fn queue(app: &App, id: &str) -> Result<bool> {
+    let Some(queue) = app.avif.as_ref() else { return Ok(false) };
     let body = serde_json::to_string(&AvifMessage { image: id.to_owned() }).map_err(Error::internal)?;
     queue.send(body).await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Handles one message of the AVIF queue.

@@ -91,7 +91,7 @@ pub async fn make_variants(app: &App, id: &str) -> Result<()> {
         // A repeat of an event whose first pass is done: the AVIF pass may not have been
         // queued (the queue failed after the variants were stored), and queuing it again is
         // harmless, since a pass that finds AVIF made does nothing.
-        return super::avif::queue(app, id).await;
+        return super::avif::queue(app, id).await.map(drop);
     }
     if record.state == State::Deleting || record.variants != VariantsStatus::Pending {
         return Ok(());
@@ -104,7 +104,8 @@ pub async fn make_variants(app: &App, id: &str) -> Result<()> {
 /// - variants made before WebP existed are made again (the CDN, which picks a WebP or AVIF
 ///   variant by `Accept` without reading the table, would answer with the original instead);
 ///   the pipeline is deterministic, so the formats that were there come out the same;
-/// - a still image without AVIF variants gets its AVIF pass queued.
+/// - a still image without AVIF variants gets its AVIF pass queued, where `app` has an AVIF
+///   queue.
 #[instrument(skip(app))]
 pub async fn remake_if_outdated(app: &App, id: &str) -> Result<bool> {
     let Some(record) = images::get(app, id).await? else { return Ok(false) };
@@ -120,8 +121,7 @@ pub async fn remake_if_outdated(app: &App, id: &str) -> Result<bool> {
         return Ok(true);
     }
     if record.lacks_avif() {
-        super::avif::queue(app, id).await?;
-        return Ok(true);
+        return super::avif::queue(app, id).await;
     }
     Ok(false)
 }
@@ -169,7 +169,7 @@ async fn make_and_store(app: &App, record: &images::ImageRecord) -> Result<()> {
             let still = !made.iter().any(|v| v.info.format == crate::media::Format::Gif);
             images::store_variants(app, record, &made).await?;
             // The AVIF variants come from a later pass: AV1 takes seconds a photo.
-            if still { super::avif::queue(app, &record.id).await } else { Ok(()) }
+            if still { super::avif::queue(app, &record.id).await.map(drop) } else { Ok(()) }
         }
         // Undecodable pixels will not decode on a retry: record it and stop.
         Err(e) => images::record_variants_failed(app, &record.id, &e.to_string()).await,

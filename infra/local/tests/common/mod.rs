@@ -207,6 +207,25 @@ impl Server {
     }
 }
 
+/// A 300x200 animated GIF of `frames` frames, each with the bar in another place, looping for
+/// ever, 80 ms a frame.
+pub fn animated_gif(frames: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 10);
+        encoder.set_repeat(image::codecs::gif::Repeat::Infinite).unwrap();
+        for i in 0..frames {
+            let canvas = image::RgbaImage::from_fn(300, 200, |x, _| {
+                let bar = (x / 30) == i % 10;
+                image::Rgba(if bar { [250, 250, 250, 255] } else { [40, 90, 200, 255] })
+            });
+            let delay = image::Delay::from_numer_denom_ms(80, 1);
+            encoder.encode_frame(image::Frame::from_parts(canvas, 0, 0, delay)).unwrap();
+        }
+    }
+    out
+}
+
 /// Asserts the body is the JSON error shape with the given status class and returns its code.
 pub fn error_code(status: u16, body: &Value) -> String {
     assert!((400..500).contains(&status), "expected a 4xx, got {status}: {body}");

@@ -23,6 +23,12 @@ impl SqsQueue {
         SqsQueue { client, url: queue_url, wait_secs: 0 }
     }
 
+    /// The queue at `queue_url`, with a client of the SDK configuration `sdk` (a tool's own,
+    /// where the Lambdas build theirs in `state::from_config`).
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, queue_url: String) -> Self {
+        SqsQueue::new(aws_sdk_sqs::Client::new(sdk), queue_url)
+    }
+
     /// Makes receives long-poll: wait up to `wait` (at most 20 s) for a message to arrive before
     /// returning an empty batch. Short polling on real SQS samples only some servers, so a
     /// consumer that loops on receive should prefer a wait of a few seconds.
