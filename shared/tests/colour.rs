@@ -8,7 +8,11 @@
 //! and written as a JPEG carrying that profile. Each goes through the upload's path (inspect,
 //! strip) and the variant pipeline, and each variant, read as a browser reads it, is compared
 //! with an independent reference: the same file converted to sRGB by the engine at full size,
-//! then resized to the variant's size.
+//! then resized to the variant's size. The AVIF variants of the later pass are read back by
+//! libavif's `avifdec`.
+
+#[path = "support/avifdec.rs"]
+mod avifdec;
 
 use std::io::Cursor;
 use std::path::PathBuf;
@@ -23,11 +27,16 @@ fn photo(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The stored file for `bytes`, as ingest makes it, run through the variant pipeline.
-fn variants_of(bytes: &[u8]) -> Vec<Variant> {
+/// The stored file for `bytes`, as ingest makes it, run through the variant pipeline: the
+/// first pass (JPEG or PNG, and WebP) and, when `avif`, the later one.
+fn variants_of(bytes: &[u8], avif: bool) -> Vec<Variant> {
     let inspected = media::inspect(bytes).expect("the source is accepted");
     let stored = inspected.strip(bytes, 1);
-    variants::make_variants(&stored, 1).expect("variants are made")
+    let mut made = variants::make_variants(&stored, 1).expect("variants are made");
+    if avif {
+        made.extend(variants::make_avif(&stored, 1).expect("AVIF variants are made"));
+    }
+    made
 }
 
 fn convert(pixels: &[u8], from: &ColorProfile, to: &ColorProfile) -> Vec<u8> {
@@ -40,6 +49,10 @@ fn convert(pixels: &[u8], from: &ColorProfile, to: &ColorProfile) -> Vec<u8> {
 /// A variant's pixels as a colour-managed browser shows them: converted from its embedded
 /// profile if it has one, else taken as sRGB.
 fn as_shown(v: &Variant) -> RgbImage {
+    if v.format == Format::Avif {
+        // Tagged sRGB by its colour box, which is how avifdec leaves it.
+        return image::DynamicImage::ImageRgba8(avifdec::decode(&v.bytes)).to_rgb8();
+    }
     let img = image::load_from_memory(&v.bytes).unwrap().to_rgb8();
     let icc = match v.format {
         Format::Jpeg => image::codecs::jpeg::JpegDecoder::new(Cursor::new(&v.bytes))
@@ -127,8 +140,8 @@ fn wide_gamut_photos_keep_their_colours_in_every_variant() {
             )
             .unwrap();
             // when its variants are made,
-            let made = variants_of(&file);
-            assert_eq!(made.len(), 2 * variants::Size::ALL.len(), "{name} {space}");
+            let made = variants_of(&file, true);
+            assert_eq!(made.len(), 3 * variants::Size::ALL.len(), "{name} {space}");
             let mut references = std::collections::HashMap::new();
             for v in &made {
                 // then each, read as a browser reads it, is within 3 levels of the reference on
@@ -330,7 +343,7 @@ fn sources_stored_in_other_ways_come_out_with_their_colours() {
     ];
     for (what, file, want, tolerance) in cases {
         // Given a source stored this way, when its variants are made,
-        let made = variants_of(&file);
+        let made = variants_of(&file, false);
         for v in &made {
             // then every variant shows the colours expected (alpha included),
             let mut got = bar_colours(v);
@@ -418,7 +431,7 @@ fn cmyk_and_ycck_jpegs_are_converted_through_their_profile() {
         e.add_icc_profile(&icc).unwrap();
         e.encode(bars.as_raw(), 256, 64, colour_type).unwrap();
         // then every variant shows the profile's colours.
-        for v in variants_of(&file) {
+        for v in variants_of(&file, false) {
             let got = bar_colours(&v);
             assert!(close(&got, &want, 6), "{what} {:?} {:?}: got {got:?}, want {want:?}", v.size, v.format);
         }
@@ -432,7 +445,7 @@ fn cmyk_and_ycck_jpegs_are_converted_through_their_profile() {
         image::Rgb([9, 9, 9]),
     ]);
     let file = jpeg_with_profile(&rgb, &icc);
-    for v in variants_of(&file) {
+    for v in variants_of(&file, false) {
         let got = bar_colours(&v);
         let want = [[200, 30, 30, 255], [30, 200, 30, 255], [30, 30, 200, 255], [9, 9, 9, 255]];
         assert!(close(&got, &want, 6), "RGB with a CMYK profile {:?} {:?}: got {got:?}", v.size, v.format);

@@ -7,6 +7,8 @@
 //! AVIF variants are read back with libavif's `avifdec` (Debian's `libavif-bin`): imghost reads
 //! no AVIF itself.
 
+#[path = "../../../shared/tests/support/avifdec.rs"]
+mod avifdec;
 mod common;
 
 use std::time::Duration;
@@ -16,22 +18,12 @@ use common::{Server, animated_gif, photos_dir};
 const CHROME: &str = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
 const OLD: &str = "image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5";
 
-/// The format the bytes are in, by their magic numbers (an AVIF's `ftyp` box names its brand).
+/// The format the bytes are in, by their magic numbers.
 fn sniffed(bytes: &[u8]) -> &'static str {
-    if bytes.get(4..12) == Some(b"ftypavif") {
+    if avifdec::is_avif(bytes) {
         return "image/avif";
     }
     imghost::media::sniff(bytes).map_or("unknown", |f| f.mime())
-}
-
-/// An AVIF decoded by `avifdec`, as RGBA.
-fn decode_avif(bytes: &[u8]) -> image::RgbaImage {
-    let dir = tempfile::tempdir().unwrap();
-    let (avif, png) = (dir.path().join("v.avif"), dir.path().join("v.png"));
-    std::fs::write(&avif, bytes).unwrap();
-    let out = std::process::Command::new("avifdec").arg(&avif).arg(&png).output().expect("avifdec (libavif-bin) runs");
-    assert!(out.status.success(), "avifdec: {}", String::from_utf8_lossy(&out.stderr));
-    image::open(&png).unwrap().to_rgba8()
 }
 
 /// Mean absolute difference per channel of two images of one size, over 4x4 block means: a
@@ -83,7 +75,7 @@ async fn a_variant_comes_in_the_format_the_browser_takes_and_says_so() {
             assert_eq!(got.len() as u64, f["bytes"].as_u64().unwrap(), "{f}");
             assert_eq!(sniffed(&got), f["mime"].as_str().unwrap(), "{f}");
             pictures.push(if f["format"] == "avif" {
-                decode_avif(&got)
+                avifdec::decode(&got)
             } else {
                 image::load_from_memory(&got).unwrap().to_rgba8()
             });
@@ -184,7 +176,7 @@ async fn a_transparent_image_is_png_for_old_browsers_and_webp_or_avif_with_alpha
         // then each gets the transparency.
         let bytes = resp.bytes().await.unwrap();
         let decoded = if want == "image/avif" {
-            decode_avif(&bytes)
+            avifdec::decode(&bytes)
         } else {
             image::load_from_memory(&bytes).unwrap().to_rgba8()
         };

@@ -212,6 +212,19 @@ pub struct MadeVariant {
     pub bytes: Bytes,
 }
 
+impl From<crate::media::variants::Variant> for MadeVariant {
+    fn from(v: crate::media::variants::Variant) -> Self {
+        let info = VariantInfo {
+            size: v.size,
+            width: v.width,
+            height: v.height,
+            format: v.format,
+            bytes: v.bytes.len() as u64,
+        };
+        MadeVariant { info, bytes: Bytes::from(v.bytes) }
+    }
+}
+
 /// Stores the variants of `image` and records them on its item, unless the image is being
 /// deleted meanwhile: then what was written is taken back, since the purge may have passed.
 ///

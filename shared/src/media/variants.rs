@@ -26,11 +26,7 @@ pub const JPEG_QUALITY: u8 = 82;
 /// 76 for small variants, where it saves a third of the bytes, but needs 90 for medium and large
 /// ones, where it saves nothing.
 pub fn webp_quality(size: Size) -> f32 {
-    match size {
-        Size::Small => WEBP_QUALITY_SMALL,
-        Size::Medium => WEBP_QUALITY_MEDIUM,
-        Size::Large => WEBP_QUALITY_LARGE,
-    }
+    size.pick(WEBP_QUALITY_SMALL, WEBP_QUALITY_MEDIUM, WEBP_QUALITY_LARGE)
 }
 
 const WEBP_QUALITY_SMALL: f32 = 76.0;
@@ -42,19 +38,15 @@ const WEBP_QUALITY_LARGE: f32 = 90.0;
 /// At those, on the test photos, AVIF weighs 0.68 of the JPEG for small variants, 0.71 for
 /// medium and 0.82 for large ones, where WebP saves nothing.
 pub fn avif_quality(size: Size) -> f32 {
-    match size {
-        Size::Small => AVIF_QUALITY_SMALL,
-        Size::Medium => AVIF_QUALITY_MEDIUM,
-        Size::Large => AVIF_QUALITY_LARGE,
-    }
+    size.pick(AVIF_QUALITY_SMALL, AVIF_QUALITY_MEDIUM, AVIF_QUALITY_LARGE)
 }
 
 const AVIF_QUALITY_SMALL: f32 = 82.0;
 const AVIF_QUALITY_MEDIUM: f32 = 85.0;
 const AVIF_QUALITY_LARGE: f32 = 88.0;
 
-/// rav1e's speed preset, 1 (slowest, smallest) to 10. At matched SSIM, speed 6 gave the same
-/// bytes as 8 in a fifth more time, and speed 10 files larger than the JPEG
+/// rav1e's speed preset, 1 (slowest, smallest) to 10. At matched SSIM, speed 8 gave the same
+/// bytes as 6 in 13 to 38 % less time, and speed 10 files larger than the JPEG
 /// (`AVIF_SPEEDS=6,8,10 scripts/bench quality`, `docs/benchmarks.md`).
 pub const AVIF_SPEED: u8 = 8;
 
@@ -71,23 +63,24 @@ impl Size {
     pub const ALL: [Size; 3] = [Size::Small, Size::Medium, Size::Large];
 
     pub fn long_edge(self) -> u32 {
-        match self {
-            Size::Small => 320,
-            Size::Medium => 1024,
-            Size::Large => 2048,
-        }
+        self.pick(320, 1024, 2048)
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Size::Small => "small",
-            Size::Medium => "medium",
-            Size::Large => "large",
-        }
+        self.pick("small", "medium", "large")
     }
 
     pub fn parse(s: &str) -> Option<Size> {
         Size::ALL.into_iter().find(|z| z.name() == s)
+    }
+
+    /// The one of three values that belongs to this size.
+    pub fn pick<T>(self, small: T, medium: T, large: T) -> T {
+        match self {
+            Size::Small => small,
+            Size::Medium => medium,
+            Size::Large => large,
+        }
     }
 }
 
@@ -363,6 +356,7 @@ pub fn classic_format(img: &DynamicImage) -> Format {
 /// - PNG, lossless with fast compression, tagged with PNG's `sRGB` chunk (13 bytes);
 /// - WebP, lossy (with a lossless alpha plane where there is transparency), with libwebp's
 ///   default effort (method 4), as sharp makes it.
+/// - AVIF, by rav1e at [`AVIF_SPEED`] ([`encode_avif`]).
 pub fn encode(img: &DynamicImage, format: Format, quality: f32) -> Result<Vec<u8>, VariantError> {
     let (w, h) = (img.width(), img.height());
     let mut out = Vec::new();

@@ -8,13 +8,12 @@
 //! Deliveries may repeat; a repeat finds the AVIF variants made and does nothing.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument, warn};
 
 use super::{Outcome, STORAGE_BACKOFF};
 use crate::error::{Error, Result};
-use crate::images::{self, MadeVariant, VariantInfo};
+use crate::images::{self, MadeVariant};
 use crate::media::variants;
 use crate::state::App;
 
@@ -86,19 +85,7 @@ pub async fn make_avif(app: &App, id: &str) -> Result<()> {
         .map_err(|e| Error::internal(format!("AVIF task panicked: {e}")))?;
     match made {
         Ok(made) => {
-            let made: Vec<MadeVariant> = made
-                .into_iter()
-                .map(|v| MadeVariant {
-                    info: VariantInfo {
-                        size: v.size,
-                        width: v.width,
-                        height: v.height,
-                        format: v.format,
-                        bytes: v.bytes.len() as u64,
-                    },
-                    bytes: Bytes::from(v.bytes),
-                })
-                .collect();
+            let made: Vec<MadeVariant> = made.into_iter().map(MadeVariant::from).collect();
             images::add_variants(app, &record, &made).await
         }
         // Pixels that did not decode or encode will not on a retry either; the JPEG and WebP

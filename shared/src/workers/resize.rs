@@ -1,16 +1,17 @@
 //! The object worker. For `incoming/<upload_id>` (a presigned upload) it runs the ingest; for
 //! an original, it decodes the image once and stores the
 //! small, medium and large variants under `variants/`, a prefix that notifies nobody, so the
-//! worker never triggers itself. Deliveries may repeat (S3 and the local queue are both
-//! at-least-once); a repeat finds the variants ready and does nothing.
+//! worker never triggers itself. A still image's AVIF variants are the later pass of
+//! `workers::avif`, queued here once the others are stored. Deliveries may repeat (S3 and the
+//! local queue are both at-least-once); a repeat finds the variants ready and at most queues the
+//! AVIF pass again, which does nothing once it is done.
 
 use aws_lambda_events::event::s3::S3Event;
-use bytes::Bytes;
 use tracing::{info, instrument, warn};
 
 use super::{Outcome, STORAGE_BACKOFF};
 use crate::error::{Error, Result};
-use crate::images::{self, MadeVariant, State, VariantInfo, VariantsStatus};
+use crate::images::{self, MadeVariant, State, VariantsStatus};
 use crate::media::variants::{self, Size};
 use crate::state::App;
 
@@ -153,19 +154,7 @@ async fn make_and_store(app: &App, record: &images::ImageRecord) -> Result<()> {
         .map_err(|e| Error::internal(format!("variant task panicked: {e}")))?;
     match made {
         Ok(made) => {
-            let made: Vec<MadeVariant> = made
-                .into_iter()
-                .map(|v| MadeVariant {
-                    info: VariantInfo {
-                        size: v.size,
-                        width: v.width,
-                        height: v.height,
-                        format: v.format,
-                        bytes: v.bytes.len() as u64,
-                    },
-                    bytes: Bytes::from(v.bytes),
-                })
-                .collect();
+            let made: Vec<MadeVariant> = made.into_iter().map(MadeVariant::from).collect();
             let still = !made.iter().any(|v| v.info.format == crate::media::Format::Gif);
             images::store_variants(app, record, &made).await?;
             // The AVIF variants come from a later pass: AV1 takes seconds a photo.
