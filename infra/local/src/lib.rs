@@ -210,6 +210,26 @@ impl Drop for Running {
     }
 }
 
+/// Makes glibc's allocator hand every buffer of a mebibyte or more back to the system when it
+/// is freed. By default glibc raises that threshold to the size of the largest buffer freed so
+/// far (up to 32 MiB), after which image-sized buffers come from per-thread arenas that keep
+/// their memory: with the first variant pass and the AVIF pass on two threads, the server's
+/// resident memory grew to two arenas' worth of buffers that were no longer in use (753 MiB in
+/// `tests/hostile.rs`, whose bound is 512 MiB). Called once, at start. Elsewhere than glibc,
+/// nothing to do.
+pub fn return_large_buffers_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const THRESHOLD: libc::c_int = 1 << 20;
+        // SAFETY: mallopt only sets a parameter of the allocator, under the allocator's own
+        // lock; M_MMAP_THRESHOLD takes a size in bytes, and 1 MiB is within its range.
+        let set = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD) };
+        if set == 0 {
+            warn!("glibc refused the mmap threshold; freed image buffers may stay resident");
+        }
+    }
+}
+
 /// How the local runner consumes one queue.
 #[derive(Debug, Clone, Copy)]
 pub struct Lane {

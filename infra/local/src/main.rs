@@ -164,6 +164,7 @@ async fn main() -> Result<(), BoxError> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
+    imghost_local::return_large_buffers_to_the_system();
     match Cli::parse().command {
         Command::Serve { addr, data, public_url, trust_proxy, web_dir, front } => {
             // The admin token is read here, once; it is never passed on the command line,
