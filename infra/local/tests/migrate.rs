@@ -90,6 +90,8 @@ async fn populate(server: &Server, origin: &Origin) -> Seen {
     for id in &image_ids {
         server.wait_for_variants(id, VARIANT_TIMEOUT).await;
     }
+    // And the AVIF passes that follow the variants, so that what is read now is what is copied.
+    server.wait_until_idle().await;
     Seen { image_ids, job_url: job_url.replace(&server.base, ""), keepalive_id, account_key }
 }
 

@@ -190,6 +190,13 @@ impl Server {
     /// Waits until the workers have emptied every queue, then stops the server and hands back
     /// its data directory.
     pub async fn stop_when_idle(mut self) -> tempfile::TempDir {
+        self.wait_until_idle().await;
+        std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
+    }
+
+    /// Waits until every local queue is empty: the workers have done all the work queued so far
+    /// (the AVIF passes, which follow the variants, among it).
+    pub async fn wait_until_idle(&self) {
         let local = imghost::state::LocalStorage::open(self.data.path()).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -198,12 +205,11 @@ impl Server {
                 + local.keepalive.len().unwrap()
                 + local.avif.len().unwrap();
             if waiting == 0 {
-                break;
+                return;
             }
             assert!(tokio::time::Instant::now() < deadline, "{waiting} messages still queued");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
     }
 }
 
