@@ -32,6 +32,9 @@ pub struct Config {
     pub keepalive_queue_url: Option<String>,
     /// URL of the SQS queue of AVIF passes (AWS).
     pub avif_queue_url: Option<String>,
+    /// The CloudWatch namespace of the metrics the Lambda functions print
+    /// (`IMGHOST_METRICS_NAMESPACE`, default `imghost`; the template names it after the stack).
+    pub metrics_namespace: String,
 }
 
 /// Written by hand so that the admin token can never reach a log through `{:?}`.
@@ -46,6 +49,7 @@ impl std::fmt::Debug for Config {
             .field("import_queue_url", &self.import_queue_url)
             .field("keepalive_queue_url", &self.keepalive_queue_url)
             .field("avif_queue_url", &self.avif_queue_url)
+            .field("metrics_namespace", &self.metrics_namespace)
             .finish()
     }
 }
@@ -59,7 +63,8 @@ impl Config {
     /// `IMGHOST_STORAGE` (`local`, the default, or `aws`), `IMGHOST_DATA_DIR` (default `./data`),
     /// `IMGHOST_BUCKET`, `IMGHOST_TABLE`, `IMGHOST_PUBLIC_URL`,
     /// `IMGHOST_ADMIN_TOKEN_PARAM`, `IMGHOST_ADMIN_TOKEN`, `IMGHOST_IMPORT_QUEUE_URL`,
-    /// `IMGHOST_KEEPALIVE_QUEUE_URL`, `IMGHOST_TRUST_PROXY`; with AWS storage also `AWS_REGION`
+    /// `IMGHOST_KEEPALIVE_QUEUE_URL`, `IMGHOST_AVIF_QUEUE_URL`, `IMGHOST_METRICS_NAMESPACE`,
+    /// `IMGHOST_TRUST_PROXY`; with AWS storage also `AWS_REGION`
     /// (or `AWS_DEFAULT_REGION`) and `AWS_ENDPOINT_URL`.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
@@ -90,6 +95,7 @@ impl Config {
             import_queue_url: get("IMGHOST_IMPORT_QUEUE_URL"),
             keepalive_queue_url: get("IMGHOST_KEEPALIVE_QUEUE_URL"),
             avif_queue_url: get("IMGHOST_AVIF_QUEUE_URL"),
+            metrics_namespace: get("IMGHOST_METRICS_NAMESPACE").unwrap_or_else(|| "imghost".to_owned()),
         })
     }
 }

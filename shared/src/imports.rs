@@ -32,6 +32,7 @@ use crate::clock;
 use crate::error::{Error, Refusal, Result};
 use crate::fetch::{self, FetchError, Fetcher};
 use crate::images;
+use crate::metrics;
 use crate::secret;
 use crate::state::App;
 use crate::store::{Cond, Item, Update};
@@ -317,6 +318,7 @@ pub async fn handle(app: &App, fetcher: &Fetcher, body: &str, receive_count: u32
                 .set(&format!("fin{i}"), now);
             transition(app, &pk, i, ItemStatus::Running, ItemStatus::Done, update).await?;
             info!(job = %msg.job, item = i, image_id, "imported");
+            metrics::count(&metrics::IMPORT_OUTCOMES, Some("ok"), 1);
             Ok(Disposition::Finished)
         }
         // A retry needs both counts below the limit: `attempt` counts settled tries, and the
@@ -325,6 +327,7 @@ pub async fn handle(app: &App, fetcher: &Fetcher, body: &str, receive_count: u32
             let update = Update::new().add(&format!("a{i}"), 1).set(&format!("err{i}"), failure.json());
             transition(app, &pk, i, ItemStatus::Running, ItemStatus::Queued, update).await?;
             info!(job = %msg.job, item = i, code = failure.code, attempt, "import failed for now");
+            metrics::count(&metrics::IMPORT_OUTCOMES, Some("retrying"), 1);
             Ok(Disposition::Retry { tries: attempt })
         }
         Err(failure) => {
@@ -334,6 +337,7 @@ pub async fn handle(app: &App, fetcher: &Fetcher, body: &str, receive_count: u32
                 .set(&format!("fin{i}"), now);
             transition(app, &pk, i, ItemStatus::Running, ItemStatus::Failed, update).await?;
             info!(job = %msg.job, item = i, code = failure.code, "import failed");
+            metrics::count(&metrics::IMPORT_OUTCOMES, Some(&failure.code), 1);
             Ok(Disposition::Finished)
         }
     }

@@ -20,6 +20,7 @@ use tracing::{info, instrument};
 
 use crate::clock;
 use crate::error::{Error, Refusal, Result};
+use crate::metrics;
 use crate::secret;
 use crate::state::App;
 use crate::store::{Cond, Cursor, GSI1PK, GSI1SK, Item, Query, TxOp, Update};
@@ -284,7 +285,10 @@ pub async fn claim(app: &App, link: &Link, n: i64) -> Result<()> {
         // `max_uploads` never changes, so the bound is computed here, not in the condition.
         .and(Cond::le("uploads", link.max_uploads - n));
     match app.table.update(&link_pk(&link.id), LINK_SK, Update::new().add("uploads", n), Some(cond)).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            metrics::count(&metrics::LINK_USES, None, n as u64);
+            Ok(())
+        }
         Err(e) if e.is_condition_failed() => {
             let item = app.table.get(&link_pk(&link.id), LINK_SK).await?.ok_or_else(|| Error::not_found("link"))?;
             Err(refusal(&Link::from_item(&item)?, now, n))

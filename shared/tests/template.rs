@@ -6,15 +6,21 @@
 //! What the template gives each function comes from `scripts/template-facts` (the same reading
 //! the deployed-shape suite uses); what the code needs is listed once, in [`NEEDS`] below, next
 //! to the code paths that need it.
+//!
+//! The template's monitoring is read from the template itself: every dead-letter queue and every
+//! function has its alarms, every alarm notifies through the `HasAlarmTopic` condition, the
+//! alarms and the dashboard read only metrics the code writes (`imghost::metrics::ALL`), and the
+//! dashboard's body is JSON that shows every function and dead-letter queue.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use axum::body::Body;
 use http::Request;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 fn root() -> PathBuf {
@@ -356,12 +362,13 @@ fn every_function_is_allowed_exactly_the_calls_its_code_makes() {
 
 /// What is wrong between the variables the code reads and those the template sets.
 fn variable_problems(facts: &BTreeMap<String, Value>) -> Vec<String> {
-    // Every function of the AWS family has its storage.
-    let storage = ["IMGHOST_STORAGE", "IMGHOST_TABLE", "IMGHOST_BUCKET"];
+    // Every function of the AWS family has its storage, and the namespace its metrics go to
+    // (Globals gives it to all).
+    let every_function = ["IMGHOST_STORAGE", "IMGHOST_TABLE", "IMGHOST_BUCKET", "IMGHOST_METRICS_NAMESPACE"];
     let mut problems = Vec::new();
     for needs in NEEDS {
         let env = facts[needs.binary]["environment"].as_object().unwrap();
-        for variable in storage.iter().chain(needs.variables) {
+        for variable in every_function.iter().chain(needs.variables) {
             if env.get(*variable).and_then(Value::as_str).is_none_or(str::is_empty) {
                 problems.push(format!("{} needs {variable}", needs.binary));
             }
@@ -407,6 +414,8 @@ async fn the_checks_fail_when_the_template_loses_a_route_a_variable_or_a_permiss
     });
     let no_variable =
         without("imports", &|f| drop(f["environment"].as_object_mut().unwrap().remove("IMGHOST_IMPORT_QUEUE_URL")));
+    let no_namespace =
+        without("web", &|f| drop(f["environment"].as_object_mut().unwrap().remove("IMGHOST_METRICS_NAMESPACE")));
     let no_permission = without("resize", &|f| {
         for s in f["statements"].as_array_mut().unwrap() {
             s["Action"].as_array_mut().unwrap().retain(|a| a != "s3:PutObject");
@@ -422,8 +431,529 @@ async fn the_checks_fail_when_the_template_loses_a_route_a_variable_or_a_permiss
     assert!(routes.iter().any(|p| p.contains("DELETE /v1/images/{id}")), "{routes:?}");
     let variables = variable_problems(&no_variable);
     assert!(variables.iter().any(|p| p.contains("imports needs IMGHOST_IMPORT_QUEUE_URL")), "{variables:?}");
+    let namespace = variable_problems(&no_namespace);
+    assert!(namespace.iter().any(|p| p.contains("web needs IMGHOST_METRICS_NAMESPACE")), "{namespace:?}");
     let missing = permission_problems(&no_permission);
     assert!(missing.iter().any(|p| p.contains("resize: needs (\"s3:PutObject\"")), "{missing:?}");
     let extra = permission_problems(&extra_permission);
     assert!(extra.iter().any(|p| p.contains("stats: is allowed (\"s3:GetObject\"")), "{extra:?}");
+}
+
+// -------------------------------------------------------------------------------------------------
+// Monitoring: alarms and the dashboard
+// -------------------------------------------------------------------------------------------------
+
+/// Reads `template.yaml` as JSON, CloudFormation's short tags in their long form: `!Ref X` as
+/// `{"Ref": "X"}`, `!GetAtt X.Y` as `{"Fn::GetAtt": ["X", "Y"]}`, `!Sub s` as `{"Fn::Sub": s}`,
+/// and so on. PyYAML comes with cfn-lint, as for `scripts/template-facts`.
+const TEMPLATE_AS_JSON: &str = r#"
+import json, sys, yaml
+
+class Loader(yaml.SafeLoader):
+    pass
+
+def construct(loader, tag, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if tag == "Ref":
+        return {"Ref": value}
+    if tag == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {"Fn::" + tag: value}
+
+Loader.add_multi_constructor("!", construct)
+json.dump(yaml.load(open("template.yaml"), Loader=Loader), sys.stdout, default=str)
+"#;
+
+fn template() -> Value {
+    let out = Command::new("python3")
+        .args(["-c", TEMPLATE_AS_JSON])
+        .current_dir(root())
+        .output()
+        .expect("python3 reads template.yaml");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the template reads as JSON")
+}
+
+/// The values of the `Pass` dimension: the first variant pass and the AVIF one
+/// (`workers::Pass::FIRST` and `AVIF`, private to the crate).
+const PASSES: [&str; 2] = ["first", "avif"];
+
+/// The dead-letter queues every template has today; [`dead_letter_queues`] must find at least
+/// these, so a change to how the template names them cannot empty the check.
+const KNOWN_DEAD_LETTER_QUEUES: [&str; 4] =
+    ["AvifDeadLetterQueue", "ImportDeadLetterQueue", "KeepaliveDeadLetterQueue", "ResizeFailureQueue"];
+
+/// The keys under which a resource names where its failures go: an SQS redrive policy's target,
+/// a Lambda destination on failure (in `EventInvokeConfig` or an event source's
+/// `DestinationConfig`), a function's or a schedule's dead-letter queue.
+const DEAD_LETTER_KEYS: [&str; 4] = ["deadLetterTargetArn", "OnFailure", "DeadLetterQueue", "DeadLetterConfig"];
+
+/// `(logical id, Properties)` of every resource of one of `kinds`.
+fn resources<'a>(template: &'a Value, kinds: &'a [&str]) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
+    template["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| kinds.iter().any(|k| r["Type"] == *k))
+        .map(|(name, r)| (name.as_str(), &r["Properties"]))
+}
+
+fn alarms(template: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    resources(template, &["AWS::CloudWatch::Alarm"])
+}
+
+/// The value of a metric's dimension, from `Dimensions: [{Name, Value}]`.
+fn dimension<'a>(metric: &'a Value, name: &str) -> Option<&'a Value> {
+    metric["Dimensions"].as_array()?.iter().find(|d| d["Name"] == name).map(|d| &d["Value"])
+}
+
+/// The names `${Name}` and `${Name.Attribute}` of a `!Sub` string refer to.
+fn sub_names(text: &str) -> Vec<String> {
+    text.split("${").skip(1).filter_map(|s| s.split_once('}')).map(|(name, _)| name.to_owned()).collect()
+}
+
+/// The resources a value names, by `!GetAtt`, `!Ref` or `!Sub`, anywhere under one of
+/// [`DEAD_LETTER_KEYS`].
+fn collect_dead_letter_targets(value: &Value, under: bool, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match key.as_str() {
+                    "Fn::GetAtt" if under => out.extend(v[0].as_str().map(str::to_owned)),
+                    "Ref" if under => out.extend(v.as_str().map(str::to_owned)),
+                    "Fn::Sub" if under => {
+                        let text = v.as_str().or_else(|| v[0].as_str()).unwrap_or_default();
+                        out.extend(sub_names(text).iter().map(|n| n.split('.').next().unwrap().to_owned()));
+                    }
+                    _ => collect_dead_letter_targets(v, under || DEAD_LETTER_KEYS.contains(&key.as_str()), out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_dead_letter_targets(v, under, out)),
+        _ => {}
+    }
+}
+
+/// Every SQS queue of the template that receives another resource's failures.
+fn dead_letter_queues(template: &Value) -> BTreeSet<String> {
+    let mut targets = BTreeSet::new();
+    for resource in template["Resources"].as_object().unwrap().values() {
+        collect_dead_letter_targets(&resource["Properties"], false, &mut targets);
+    }
+    let queues: BTreeSet<&str> = resources(template, &["AWS::SQS::Queue"]).map(|(name, _)| name).collect();
+    targets.retain(|name| queues.contains(name.as_str()));
+    targets
+}
+
+/// Dead-letter queues without an alarm that fires on their first visible message.
+fn dead_letter_problems(template: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for queue in dead_letter_queues(template) {
+        let name = json!({"Fn::GetAtt": [queue, "QueueName"]});
+        let alarmed = alarms(template).any(|(_, p)| {
+            let fires_on_one = match (p["ComparisonOperator"].as_str(), p["Threshold"].as_f64()) {
+                (Some("GreaterThanThreshold"), Some(t)) => t < 1.0,
+                (Some("GreaterThanOrEqualToThreshold"), Some(t)) => t <= 1.0,
+                _ => false,
+            };
+            p["Namespace"] == "AWS/SQS"
+                && p["MetricName"] == "ApproximateNumberOfMessagesVisible"
+                && dimension(p, "QueueName") == Some(&name)
+                && fires_on_one
+        });
+        if !alarmed {
+            problems.push(format!("dead-letter queue {queue} has no alarm on its first visible message"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_dead_letter_queue_has_an_alarm_on_its_depth() {
+    // Given the queues the template sends failures to (redrive targets and Lambda failure
+    // destinations, found by following every reference),
+    let template = template();
+    let queues = dead_letter_queues(&template);
+    assert!(!queues.is_empty(), "no dead-letter queue found: the search is broken");
+    for known in KNOWN_DEAD_LETTER_QUEUES {
+        assert!(queues.contains(known), "{known} was not found among the dead-letter queues {queues:?}");
+    }
+    // then each has an alarm on ApproximateNumberOfMessagesVisible that fires on one message.
+    let problems = dead_letter_problems(&template);
+    assert!(problems.is_empty(), "dead-letter queues without alarms:\n  {}", problems.join("\n  "));
+}
+
+/// Functions without an Errors or a Throttles alarm (AWS/Lambda, Sum, by FunctionName).
+fn function_alarm_problems(template: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (function, _) in resources(template, &["AWS::Serverless::Function", "AWS::Lambda::Function"]) {
+        for metric in ["Errors", "Throttles"] {
+            let alarmed = alarms(template).any(|(_, p)| {
+                p["Namespace"] == "AWS/Lambda"
+                    && p["MetricName"] == metric
+                    && p["Statistic"] == "Sum"
+                    && dimension(p, "FunctionName") == Some(&json!({"Ref": function}))
+            });
+            if !alarmed {
+                problems.push(format!("{function} has no {metric} alarm"));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_function_has_an_errors_and_a_throttles_alarm() {
+    // Given every function of the template,
+    let template = template();
+    assert!(resources(&template, &["AWS::Serverless::Function"]).count() > 10);
+    // then each has an alarm on its Lambda Errors and one on its Throttles.
+    let problems = function_alarm_problems(&template);
+    assert!(problems.is_empty(), "functions without alarms:\n  {}", problems.join("\n  "));
+}
+
+/// Alarms that notify anything but the `AlarmTopicArn` parameter, when `HasAlarmTopic` holds.
+fn alarm_action_problems(template: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let parameter = &template["Parameters"]["AlarmTopicArn"];
+    if parameter["Type"] != "String" || parameter["Default"] != "" {
+        problems.push(format!("AlarmTopicArn must be a String parameter that defaults to empty, not {parameter}"));
+    }
+    let topic = json!({"Ref": "AlarmTopicArn"});
+    let condition = &template["Conditions"]["HasAlarmTopic"];
+    if ![json!({"Fn::Not": [{"Fn::Equals": [topic, ""]}]}), json!({"Fn::Not": [{"Fn::Equals": ["", topic]}]})]
+        .contains(condition)
+    {
+        problems.push(format!("HasAlarmTopic must hold exactly when AlarmTopicArn is not empty, not {condition}"));
+    }
+    let actions = json!({"Fn::If": ["HasAlarmTopic", [topic], {"Ref": "AWS::NoValue"}]});
+    let mut count = 0;
+    for (alarm, p) in resources(template, &["AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm"]) {
+        count += 1;
+        for key in ["AlarmActions", "OKActions"] {
+            if p[key] != actions {
+                problems.push(format!("{alarm}: {key} is {}, not !If [HasAlarmTopic, ...]", p[key]));
+            }
+        }
+        if p.get("InsufficientDataActions").is_some_and(|a| *a != actions) {
+            problems.push(format!("{alarm}: InsufficientDataActions do not go through HasAlarmTopic"));
+        }
+    }
+    if count == 0 {
+        problems.push("the template has no alarms".into());
+    }
+    problems
+}
+
+#[test]
+fn every_alarm_notifies_the_alarm_topic_through_its_condition() {
+    // Given every alarm of the template,
+    let template = template();
+    // then each notifies AlarmTopicArn on ALARM and on OK when the parameter is given, and
+    // nothing when it is left empty.
+    let problems = alarm_action_problems(&template);
+    assert!(problems.is_empty(), "alarm actions:\n  {}", problems.join("\n  "));
+}
+
+/// A metric as `(namespace, name, [(dimension, value)])`.
+type Series = (Value, String, Vec<(String, String)>);
+
+/// The metrics an alarm reads: its own, or each of its `Metrics`' `MetricStat`.
+fn alarm_series(p: &Value) -> Vec<Series> {
+    let one = |m: &Value| -> Series {
+        let dims = m["Dimensions"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let dims = dims.iter().map(|d| (d["Name"].as_str().unwrap().to_owned(), d["Value"].to_string())).collect();
+        (m["Namespace"].clone(), m["MetricName"].as_str().unwrap_or_default().to_owned(), dims)
+    };
+    let mut series: Vec<Series> = p["Metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.get("MetricStat"))
+        .map(|s| one(&s["Metric"]))
+        .collect();
+    if p.get("MetricName").is_some() {
+        series.push(one(p));
+    }
+    series
+}
+
+/// `${Name}` in a `!Sub` string replaced by `<Name>`, as `scripts/template-facts` resolves what it
+/// is not told.
+fn substituted(text: &str) -> String {
+    let mut out = text.to_owned();
+    for name in sub_names(text) {
+        out = out.replace(&format!("${{{name}}}"), &format!("<{name}>"));
+    }
+    out
+}
+
+/// The namespace of the code's own metrics, as Globals gives it to the functions (resolved the
+/// way [`substituted`] resolves the dashboard's body).
+fn metrics_namespace(template: &Value) -> String {
+    let namespace = &template["Globals"]["Function"]["Environment"]["Variables"]["IMGHOST_METRICS_NAMESPACE"];
+    substituted(namespace["Fn::Sub"].as_str().or(namespace.as_str()).expect("Globals set IMGHOST_METRICS_NAMESPACE"))
+}
+
+/// What is wrong with one series in the code's namespace: a metric the code does not write, or
+/// dimensions it does not give it.
+fn own_series_problem(whose: &str, name: &str, dimensions: &BTreeMap<String, Option<String>>) -> Option<String> {
+    let Some(metric) = imghost::metrics::ALL.iter().find(|m| m.name == name) else {
+        return Some(format!("{whose} reads {name}, which the code does not write"));
+    };
+    let names: BTreeSet<&str> = dimensions.keys().map(String::as_str).collect();
+    let expected: Vec<&str> = metric.dimension.into_iter().collect();
+    if names != expected.iter().copied().collect() {
+        return Some(format!("{whose} reads {name} by {names:?}; the code writes it by {expected:?}"));
+    }
+    match dimensions.get("Pass") {
+        Some(Some(pass)) if !PASSES.contains(&pass.trim_matches('"')) => {
+            Some(format!("{whose} reads {name} for pass {pass}, which is not one of {PASSES:?}"))
+        }
+        _ => None,
+    }
+}
+
+/// Problems with the variant failure alarm and with every alarm series in the code's namespace.
+fn own_metric_problems(template: &Value) -> Vec<String> {
+    let namespace = json!(metrics_namespace(template));
+    let mut problems = Vec::new();
+    for (alarm, p) in alarms(template) {
+        for (ns, name, dims) in alarm_series(p) {
+            let resolved = ns.get("Fn::Sub").and_then(Value::as_str).map(substituted).map(Value::from);
+            if resolved.as_ref().unwrap_or(&ns) != &namespace {
+                continue;
+            }
+            let dims = dims.into_iter().map(|(k, v)| (k, Some(v))).collect();
+            problems.extend(own_series_problem(alarm, &name, &dims));
+        }
+    }
+    // The variant failure alarm: failures over failures and passes, of both passes.
+    let alarm = &template["Resources"]["VariantFailureRateAlarm"]["Properties"];
+    let mut read = BTreeSet::new();
+    for (ns, name, dims) in alarm_series(alarm) {
+        let resolved = ns.get("Fn::Sub").and_then(Value::as_str).map(substituted);
+        if resolved.as_deref() != namespace.as_str() {
+            problems.push(format!("VariantFailureRateAlarm reads {name} in {ns}, not in IMGHOST_METRICS_NAMESPACE"));
+        }
+        let pass = dims.iter().find(|(k, _)| k == "Pass").map(|(_, v)| v.trim_matches('"').to_owned());
+        read.insert((name, pass.unwrap_or_default()));
+    }
+    let expected: BTreeSet<(String, String)> = ["VariantFailures", "VariantPasses"]
+        .iter()
+        .flat_map(|m| PASSES.map(|pass| (m.to_string(), pass.to_owned())))
+        .collect();
+    if read != expected {
+        problems.push(format!("VariantFailureRateAlarm reads {read:?}, not {expected:?}"));
+    }
+    let returned: Vec<&Value> =
+        alarm["Metrics"].as_array().into_iter().flatten().filter(|m| m["ReturnData"] == true).collect();
+    if returned.len() != 1 || !returned[0]["Expression"].as_str().is_some_and(|e| e.contains("100 *")) {
+        problems.push("VariantFailureRateAlarm must return one percentage expression".into());
+    }
+    let settings = (&alarm["Threshold"], &alarm["ComparisonOperator"], &alarm["EvaluationPeriods"]);
+    if settings != (&json!(5), &json!("GreaterThanThreshold"), &json!(3))
+        || alarm["DatapointsToAlarm"] != 3
+        || alarm["TreatMissingData"] != "notBreaching"
+    {
+        problems.push(format!("VariantFailureRateAlarm must alarm above 5 % in 3 of 3 periods, not {settings:?}"));
+    }
+    problems
+}
+
+#[test]
+fn the_alarms_read_only_metrics_the_code_writes() {
+    // Given the code's metrics and the alarms that read metrics in its namespace (the variant
+    // failure rate among them),
+    let template = template();
+    // then every metric they read is one the code writes, with the dimensions it writes, and the
+    // variant failure rate is over both passes' failures and passes.
+    let mut problems = own_metric_problems(&template);
+    problems.extend(dashboard_problems(&template).into_iter().filter(|p| p.contains("the code")));
+    assert!(problems.is_empty(), "alarms and the code's metrics disagree:\n  {}", problems.join("\n  "));
+}
+
+/// The dashboard's body, substituted and parsed, or what is wrong with it.
+fn dashboard_body(template: &Value) -> Result<Value, String> {
+    let dashboards: Vec<_> = resources(template, &["AWS::CloudWatch::Dashboard"]).collect();
+    let [(name, p)] = dashboards.as_slice() else {
+        return Err(format!("the template has {} dashboards, not one", dashboards.len()));
+    };
+    let body = &p["DashboardBody"];
+    let (text, variables) = match (body.as_str(), &body["Fn::Sub"]) {
+        (Some(text), _) => (text, json!({})),
+        (None, Value::String(text)) => (text.as_str(), json!({})),
+        (None, Value::Array(form)) => (form[0].as_str().unwrap_or_default(), form[1].clone()),
+        _ => return Err(format!("{name}: DashboardBody is neither a string nor a !Sub")),
+    };
+    // Every name the body substitutes exists: a resource, a parameter, a pseudo parameter or a
+    // variable of the !Sub.
+    for reference in sub_names(text) {
+        let base = reference.split('.').next().unwrap();
+        let known = template["Resources"].get(base).is_some()
+            || template["Parameters"].get(base).is_some()
+            || base.starts_with("AWS::")
+            || variables.get(&reference).is_some();
+        if !known {
+            return Err(format!("{name}: the body substitutes ${{{reference}}}, which the template does not have"));
+        }
+    }
+    serde_json::from_str(&substituted(text)).map_err(|e| format!("{name}: the body is not JSON once substituted: {e}"))
+}
+
+/// Problems with the dashboard: its body is not JSON, has no widgets, misses a function or a
+/// dead-letter queue, or draws a metric of the code's namespace that the code does not write.
+fn dashboard_problems(template: &Value) -> Vec<String> {
+    let body = match dashboard_body(template) {
+        Ok(body) => body,
+        Err(problem) => return vec![problem],
+    };
+    let mut problems = Vec::new();
+    let widgets = body["widgets"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if widgets.is_empty() {
+        problems.push("the dashboard has no widgets".into());
+    }
+    let namespace = metrics_namespace(template);
+    // Every series of every graph, as (namespace, metric, dimensions), a "." repeating the row
+    // above; searches give their schema's dimensions without values.
+    let mut series: Vec<(String, String, BTreeMap<String, Option<String>>)> = Vec::new();
+    for widget in widgets {
+        if widget["type"].as_str().is_none() || !widget["properties"].is_object() {
+            problems.push(format!("a widget without a type or properties: {widget}"));
+        }
+        let mut above: Vec<String> = Vec::new();
+        for row in widget["properties"]["metrics"].as_array().into_iter().flatten() {
+            if let Some(items) = row.as_array() {
+                let mut fields: Vec<String> = items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+                for (i, field) in fields.iter_mut().enumerate() {
+                    if field == "." {
+                        *field = above.get(i).cloned().unwrap_or_default();
+                    }
+                }
+                above = fields.clone();
+                let dims = fields[2..].chunks(2).map(|d| (d[0].clone(), d.get(1).cloned())).collect();
+                series.push((fields[0].clone(), fields[1].clone(), dims));
+            }
+            for item in row.as_array().map(Vec::as_slice).unwrap_or(std::slice::from_ref(row)) {
+                let Some(search) = item["expression"].as_str().filter(|e| e.contains("SEARCH(")) else { continue };
+                let schema = search.split_once('{').and_then(|(_, s)| s.split_once('}')).map(|(s, _)| s);
+                let metric = search.split_once("MetricName=\"").and_then(|(_, s)| s.split_once('"')).map(|(m, _)| m);
+                let (Some(schema), Some(metric)) = (schema, metric) else {
+                    problems.push(format!("a search without a schema or a metric name: {search}"));
+                    continue;
+                };
+                let mut parts = schema.split(',').map(|s| s.trim().trim_matches('"').to_owned());
+                let ns = parts.next().unwrap_or_default();
+                series.push((ns, metric.to_owned(), parts.map(|d| (d, None)).collect()));
+            }
+        }
+    }
+    for (ns, name, dims) in &series {
+        if *ns == namespace {
+            problems.extend(own_series_problem("the dashboard", name, dims));
+        }
+    }
+    let shows = |ns: &str, metric: &str, dimension: &str, value: String| {
+        series.iter().any(|(n, m, d)| n == ns && m == metric && d.get(dimension) == Some(&Some(value.clone())))
+    };
+    for (function, _) in resources(template, &["AWS::Serverless::Function", "AWS::Lambda::Function"]) {
+        for metric in ["Errors", "Throttles", "Duration"] {
+            if !shows("AWS/Lambda", metric, "FunctionName", format!("<{function}>")) {
+                problems.push(format!("the dashboard has no {metric} series for {function}"));
+            }
+        }
+    }
+    for queue in dead_letter_queues(template) {
+        if !shows("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", format!("<{queue}.QueueName>")) {
+            problems.push(format!("the dashboard does not show the depth of {queue}"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_dashboard_body_is_json_that_shows_every_function_and_dead_letter_queue() {
+    // Given the dashboard's body with every ${...} replaced by a placeholder,
+    let template = template();
+    let body = dashboard_body(&template).unwrap_or_else(|problem| panic!("{problem}"));
+    // then it is JSON with widgets, and they draw every function's errors, throttles and
+    // duration and every dead-letter queue's depth.
+    assert!(body["widgets"].as_array().is_some_and(|w| w.len() > 10), "{body}");
+    let problems = dashboard_problems(&template);
+    assert!(problems.is_empty(), "dashboard:\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn the_monitoring_checks_fail_when_the_template_loses_an_alarm_or_a_series() {
+    let template = template();
+    let edited = |edit: &dyn Fn(&mut Value)| {
+        let mut t = template.clone();
+        edit(&mut t);
+        t
+    };
+    let remove = |name: &'static str| move |t: &mut Value| drop(t["Resources"].as_object_mut().unwrap().remove(name));
+    // Given the template with one alarm taken away, a new dead-letter queue without one, an alarm
+    // notifying its topic unconditionally, a misspelt metric, or a dashboard that lost a function
+    // or its JSON,
+    let no_dead_letter_alarm = edited(&remove("ResizeFailureQueueAlarm"));
+    let new_dead_letter_queue = edited(&|t| {
+        let resources = t["Resources"].as_object_mut().unwrap();
+        resources.insert("ExtraDeadLetterQueue".into(), json!({"Type": "AWS::SQS::Queue", "Properties": {}}));
+        resources.insert(
+            "ExtraQueue".into(),
+            json!({"Type": "AWS::SQS::Queue", "Properties": {"RedrivePolicy": {
+                "deadLetterTargetArn": {"Fn::GetAtt": ["ExtraDeadLetterQueue", "Arn"]}, "maxReceiveCount": 5}}}),
+        );
+    });
+    let no_throttles_alarm = edited(&remove("WebFunctionThrottlesAlarm"));
+    let unconditional = edited(&|t| {
+        t["Resources"]["UploadFunctionErrorsAlarm"]["Properties"]["AlarmActions"] = json!([{"Ref": "AlarmTopicArn"}])
+    });
+    let misspelt = edited(&|t| {
+        t["Resources"]["VariantFailureRateAlarm"]["Properties"]["Metrics"][0]["MetricStat"]["Metric"]["MetricName"] =
+            json!("VariantFailure")
+    });
+    fn dashboard(t: &mut Value) -> &mut Value {
+        let name = resources(t, &["AWS::CloudWatch::Dashboard"]).next().unwrap().0.to_owned();
+        &mut t["Resources"][name]["Properties"]["DashboardBody"]["Fn::Sub"]
+    }
+    let no_loader = edited(&|t| {
+        let body = dashboard(t);
+        *body = json!(body.as_str().unwrap().replace("${KeepaliveLoaderFunction}", "loader"))
+    });
+    let unknown_series = edited(&|t| {
+        let body = dashboard(t);
+        let text = body.as_str().unwrap().replace(r#""Duplicates""#, r#""Duplicate""#);
+        *body = json!(text.replace(r#"MetricName=\"Uploads\""#, r#"MetricName=\"Upload\""#))
+    });
+    let not_json = edited(&|t| {
+        let body = dashboard(t);
+        *body = json!(body.as_str().unwrap().trim_end().trim_end_matches('}'))
+    });
+    // then each check names what was lost.
+    let lost = dead_letter_problems(&no_dead_letter_alarm);
+    assert!(lost.iter().any(|p| p.contains("ResizeFailureQueue")), "{lost:?}");
+    assert!(dead_letter_queues(&new_dead_letter_queue).contains("ExtraDeadLetterQueue"));
+    let new = dead_letter_problems(&new_dead_letter_queue);
+    assert!(new.iter().any(|p| p.contains("ExtraDeadLetterQueue")) && new.len() == 1, "{new:?}");
+    let throttles = function_alarm_problems(&no_throttles_alarm);
+    assert_eq!(throttles, ["WebFunction has no Throttles alarm"]);
+    let actions = alarm_action_problems(&unconditional);
+    assert!(actions.iter().any(|p| p.contains("UploadFunctionErrorsAlarm: AlarmActions")), "{actions:?}");
+    let metrics = own_metric_problems(&misspelt);
+    assert!(metrics.iter().any(|p| p.contains("reads VariantFailure, which the code does not write")), "{metrics:?}");
+    let loader = dashboard_problems(&no_loader);
+    assert!(loader.iter().any(|p| p.contains("no Errors series for KeepaliveLoaderFunction")), "{loader:?}");
+    let unknown = dashboard_problems(&unknown_series);
+    for metric in ["Duplicate", "Upload"] {
+        let problem = format!("the dashboard reads {metric}, which the code does not write");
+        assert!(unknown.contains(&problem), "{unknown:?}");
+    }
+    let json = dashboard_problems(&not_json);
+    assert!(json.iter().any(|p| p.contains("not JSON")), "{json:?}");
 }

@@ -9,6 +9,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // JSON logs when the function's log format is JSON (set in template.yaml).
     lambda_runtime::tracing::init_default_subscriber();
     let config = imghost::Config::from_env()?;
+    imghost::metrics::install_emf(&config.metrics_namespace);
     let app = imghost::state::from_config(&config).await?;
     // Public addresses only: there is no setting that relaxes this.
     let fetcher = imghost::fetch::Fetcher::public();

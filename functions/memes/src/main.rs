@@ -5,6 +5,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     // JSON logs when the function's log format is JSON (set in template.yaml).
     lambda_http::tracing::init_default_subscriber();
     let config = imghost::Config::from_env()?;
+    imghost::metrics::install_emf(&config.metrics_namespace);
     let app = imghost::state::from_config(&config).await?;
-    lambda_http::run(imghost::http::memes::router(app)).await
+    imghost_lambda::run_http(imghost::http::memes::router(app)).await
 }

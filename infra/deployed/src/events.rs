@@ -39,6 +39,8 @@ pub struct HttpRequest {
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// API Gateway's id for the request; a random one when `None`.
+    pub request_id: Option<String>,
 }
 
 impl HttpRequest {
@@ -53,6 +55,11 @@ impl HttpRequest {
     }
     pub fn delete(path: &str) -> Self {
         Self::new("DELETE", path)
+    }
+    /// The request with `id` as API Gateway's request id.
+    pub fn request_id(mut self, id: &str) -> Self {
+        self.request_id = Some(id.to_owned());
+        self
     }
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
@@ -234,7 +241,7 @@ pub fn api_gateway_v2(
                 "sourceIp": "203.0.113.7",
                 "userAgent": headers.get("user-agent").cloned().unwrap_or_default(),
             },
-            "requestId": random_hex(8),
+            "requestId": req.request_id.clone().unwrap_or_else(|| random_hex(8)),
             "routeKey": route_key,
             "stage": "$default",
             "time": clf_time(now),

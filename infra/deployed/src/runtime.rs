@@ -301,6 +301,11 @@ impl Lambda {
         )
     }
 
+    /// The lines the process wrote (stdout and stderr), the last 200 of them.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.shared.log.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
     /// The last lines the process wrote (stdout and stderr).
     pub fn log_tail(&self) -> String {
         self.shared.log_tail()

@@ -123,6 +123,7 @@ async fn every_flow_runs_through_the_deployed_functions() {
     an_image_meme_is_drawn_over_a_variant_and_hosted(&stack, &f, &account, &mut stored).await;
     pages_and_admin_routes_answer(&stack, &f, &stored).await;
     stats_count_what_the_flows_did(&stack, &f, &stored).await;
+    request_ids_and_metrics_reach_the_logs(&stack).await;
 
     print_timings(&f.all());
     eprintln!("[deployed] flows done in {:.1} s", started.elapsed().as_secs_f64());
@@ -599,4 +600,73 @@ async fn stats_count_what_the_flows_did(stack: &Stack, f: &Functions, stored: &S
     assert_eq!(stats["cameras_unknown"], 1, "the meme has no camera: {stats}");
     let days = stats["uploads_per_day"].as_array().expect("uploads_per_day");
     assert_eq!(days.last().map(|d| d["count"].clone()), Some(json!(3)), "{stats}");
+}
+
+/// API Gateway's request id on the answer, in the error body and on every JSON log line of the
+/// request, and the CloudWatch Embedded Metric Format lines the function prints. Runs last: its
+/// upload would change what the statistics count.
+async fn request_ids_and_metrics_reach_the_logs(stack: &Stack) {
+    // Given the upload function with JSON logs, as the template's LoggingConfig sets them (the
+    // harness passes no LoggingConfig, so this process is told directly),
+    let upload = stack
+        .spawn_with("UploadFunction", |facts| {
+            facts.environment.insert("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into());
+        })
+        .await;
+    let namespace = upload.environ().and_then(|e| e.get("IMGHOST_METRICS_NAMESPACE").cloned());
+    let namespace = namespace.unwrap_or_else(|| "imghost".to_owned());
+
+    // when a photo is uploaded with a client's own id, and a text file is refused,
+    let stored = ok(upload
+        .http(
+            HttpRequest::post("/v1/images")
+                .request_id("JVqk0jIvIAMEM3w=")
+                .header("x-request-id", "client-chosen")
+                .body("image/jpeg", photo("orientation/landscape_3.jpg")),
+        )
+        .await);
+    let refused = ok(upload
+        .http(HttpRequest::post("/v1/images").request_id("KWrl1kJwJBNFN4x=").body("image/jpeg", "not an image"))
+        .await);
+
+    // then each answer carries API Gateway's id, not the client's,
+    assert_eq!(stored.status, 201, "{}", stored.text());
+    assert_eq!(stored.header("x-request-id"), Some("JVqk0jIvIAMEM3w="));
+    assert_eq!(refused.status, 415, "{}", refused.text());
+    assert_eq!(refused.header("x-request-id"), Some("KWrl1kJwJBNFN4x="));
+    assert_eq!(refused.json()["error"]["request_id"], "KWrl1kJwJBNFN4x=", "{}", refused.text());
+
+    // every log line of the upload carries the id in its spans (the `request` span, whatever
+    // span is innermost), metric lines as a property,
+    let lines: Vec<Value> = upload.log_lines().iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let of_request = |id: &str| -> Vec<&Value> {
+        let in_spans = |l: &Value| l["spans"].as_array().is_some_and(|s| s.iter().any(|s| s["request_id"] == id));
+        lines.iter().filter(|l| in_spans(l) || l["request_id"] == id).collect::<Vec<_>>()
+    };
+    let messages: Vec<&str> =
+        of_request("JVqk0jIvIAMEM3w=").iter().filter_map(|l| l["fields"]["message"].as_str()).collect();
+    assert!(messages.contains(&"new image") && messages.contains(&"answered"), "{messages:?}\n{}", upload.log_tail());
+    let answered = of_request("KWrl1kJwJBNFN4x=");
+    assert!(answered.iter().any(|l| l["fields"]["status"] == 415), "{}", upload.log_tail());
+
+    // and the function printed one EMF line per observation, in the stack's namespace, tied to
+    // the request by its id.
+    let emf = |id: &str, metric: &str| -> Vec<&Value> {
+        of_request(id).into_iter().filter(|l| l.get("_aws").is_some() && l.get(metric).is_some()).collect()
+    };
+    let uploads = emf("JVqk0jIvIAMEM3w=", "Uploads");
+    assert_eq!(uploads.len(), 1, "{}", upload.log_tail());
+    let directive = &uploads[0]["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], namespace.as_str());
+    assert_eq!(directive["Dimensions"], json!([["Format"]]));
+    assert_eq!(directive["Metrics"], json!([{"Name": "Uploads", "Unit": "Count"}]));
+    assert_eq!((&uploads[0]["Format"], &uploads[0]["Uploads"]), (&json!("jpeg"), &json!(1.0)));
+    assert!(uploads[0]["_aws"]["Timestamp"].as_u64().is_some_and(|t| t > 1_700_000_000_000));
+    let bytes = emf("JVqk0jIvIAMEM3w=", "UploadBytes");
+    assert_eq!(bytes.len(), 1);
+    assert_eq!(bytes[0]["UploadBytes"].as_f64(), stored.json()["bytes"].as_f64());
+    assert_eq!(emf("JVqk0jIvIAMEM3w=", "IngestLatency").len(), 1);
+    let errors = emf("KWrl1kJwJBNFN4x=", "ClientErrors");
+    assert_eq!(errors.len(), 1, "{}", upload.log_tail());
+    assert_eq!((&errors[0]["Route"], &errors[0]["ClientErrors"]), (&json!("/v1/images"), &json!(1.0)));
 }

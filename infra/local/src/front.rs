@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
-use tracing::{Instrument, debug, warn};
+use tracing::{Instrument, debug, info, warn};
 
 /// Limits the front door enforces on every connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,12 +292,16 @@ impl Refusal {
         Refusal { status: 400, code: "http_version_not_supported", message }
     }
 
-    /// The complete HTTP/1.1 response, which closes the connection.
+    /// The complete HTTP/1.1 response, which closes the connection. No router saw the request,
+    /// so the request id (see `imghost::http::request_id`) is made and logged here.
     fn response(&self) -> Vec<u8> {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}}).to_string();
+        let id = imghost::http::request_id::generate();
+        info!(request_id = %id, status = self.status, code = self.code, "refused a request head");
+        let body =
+            serde_json::json!({"error": {"code": self.code, "message": self.message, "request_id": id}}).to_string();
         let reason = http::StatusCode::from_u16(self.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
         format!(
-            "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n{body}",
             self.status,
             body.len()
         )

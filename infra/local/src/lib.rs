@@ -66,7 +66,7 @@ pub struct Local {
 /// Every route of every function over `app`, whichever storage family it is on: the same
 /// routers the Lambdas run.
 pub fn router(app: &App, web_assets: imghost::http::web::Assets) -> axum::Router {
-    use imghost::http::{accounts, finish, images, imports, keepalive, links, memes, stats, upload, web};
+    use imghost::http::{accounts, finish, images, imports, keepalive, links, memes, metrics, stats, upload, web};
     finish(
         upload::routes(app.clone())
             .merge(images::routes(app.clone()))
@@ -76,6 +76,7 @@ pub fn router(app: &App, web_assets: imghost::http::web::Assets) -> axum::Router
             .merge(memes::routes(app.clone()))
             .merge(links::routes(app.clone()))
             .merge(stats::routes(app.clone()))
+            .merge(metrics::routes(app.clone()))
             .merge(web::routes(app.clone(), web_assets)),
     )
 }
@@ -104,6 +105,9 @@ const ADMIN_DIGEST_FILE: &str = "admin-token.sha256";
 impl Local {
     /// Opens (or creates) the data directory and builds the application state.
     pub fn open(opts: &Options) -> Result<Local, BoxError> {
+        // The process keeps its metrics for `GET /metrics`. The registry is the process's, so
+        // several instances in one process (tests) share it; the first one installs it.
+        imghost::metrics::install(imghost::metrics::Sink::Registry(imghost::metrics::Registry::new()));
         let storage = LocalStorage::open(&opts.data_dir)?;
         let (admin_digest, generated_admin_token) = admin_digest(&opts.data_dir, opts.admin_token.as_deref())?;
         let app = storage

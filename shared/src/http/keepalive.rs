@@ -6,7 +6,6 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
 use tracing::instrument;
 
 use super::Params;
@@ -76,7 +75,7 @@ async fn load_now(State(app): State<App>, Path(id): Path<String>) -> Result<Resp
     match keepalive::load_now(&app, &id).await? {
         LoadNow::Queued(entry) => Ok((StatusCode::ACCEPTED, Json(entry)).into_response()),
         LoadNow::NotDue(secs) => {
-            let body = json!({"error": {"code": "not_due", "message": format!("the entry is not due; try again in {secs} s")}});
+            let body = super::error_body("not_due", &format!("the entry is not due; try again in {secs} s"));
             Ok((StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], Json(body)).into_response())
         }
     }

@@ -9,6 +9,8 @@ pub mod input;
 pub mod keepalive;
 pub mod links;
 pub mod memes;
+pub mod metrics;
+pub mod request_id;
 pub mod stats;
 pub mod upload;
 pub mod web;
@@ -62,8 +64,7 @@ impl IntoResponse for Error {
             // The details go to the log, never to the client.
             error!(error = %self, "request failed");
         }
-        let body = json!({"error": {"code": self.code(), "message": self.public_message()}});
-        let mut response = (status, Json(body)).into_response();
+        let mut response = (status, Json(error_body(self.code(), &self.public_message()))).into_response();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was never read, so the connection cannot carry another
             // request: say so, or a client reusing it would see its next request fail.
@@ -92,6 +93,17 @@ pub fn finish<S: Clone + Send + Sync + 'static>(router: axum::Router<S>) -> axum
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::from_fn(request_id::track))
+}
+
+/// The body of every error answer: `{"error": {"code", "message", "request_id"}}`, the id being
+/// that of the request answered (see [`request_id`]).
+pub fn error_body(code: &str, message: &str) -> serde_json::Value {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(id) = crate::context::request_id() {
+        error["request_id"] = id.into();
+    }
+    json!({ "error": error })
 }
 
 async fn json_errors(response: Response) -> Response {
@@ -119,7 +131,7 @@ async fn json_errors(response: Response) -> Response {
         s if s.is_server_error() => "internal",
         _ => "error",
     };
-    let mut out = (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
+    let mut out = (status, Json(error_body(code, &message))).into_response();
     for (name, value) in
         parts.headers.iter().filter(|(n, _)| *n != http::header::CONTENT_TYPE && *n != http::header::CONTENT_LENGTH)
     {

@@ -12,6 +12,7 @@ use crate::clock;
 use crate::error::{Error, Refusal, Result};
 use crate::media::exif::Metadata;
 use crate::media::{self, Format, MediaError};
+use crate::metrics;
 use crate::secret;
 use crate::state::App;
 use crate::stats::{self, Change};
@@ -28,6 +29,8 @@ pub struct Prepared {
     pub meta: Metadata,
     /// The original with metadata removed: what is stored and served.
     pub stripped: Bytes,
+    /// When checking began, for the ingest latency metric.
+    pub started: std::time::Instant,
 }
 
 /// Checks an upload and prepares it for storage: [`media::inspect`] (format by magic bytes,
@@ -36,6 +39,7 @@ pub struct Prepared {
 /// (not an image format) or `unsupported_image` (a variant of one that cannot be shown), 422
 /// `unreadable_image` or `damaged_image`, 413 with the limit's code.
 pub fn prepare(bytes: &[u8]) -> Result<Prepared> {
+    let started = std::time::Instant::now();
     if media::sniff(bytes).is_none() {
         return Err(Error::client(
             Refusal::UnsupportedMedia,
@@ -55,6 +59,7 @@ pub fn prepare(bytes: &[u8]) -> Result<Prepared> {
         height: facts.height,
         meta,
         stripped: Bytes::from(stripped),
+        started,
     })
 }
 
@@ -84,6 +89,18 @@ pub(super) const INGEST_ATTEMPTS: usize = 8;
 /// the same digest (a retried delivery) finds the upload already attached and changes nothing.
 #[instrument(skip_all, fields(hash = %p.hash))]
 pub async fn store(app: &App, p: &Prepared, token_digest: &str) -> Result<Stored> {
+    let stored = store_once(app, p, token_digest).await?;
+    let format = Some(p.format.name());
+    metrics::count(&metrics::UPLOADS, format, 1);
+    metrics::count(&metrics::UPLOAD_BYTES, format, p.stripped.len() as u64);
+    if stored.duplicate {
+        metrics::count(&metrics::DUPLICATES, None, 1);
+    }
+    metrics::observe(&metrics::INGEST_LATENCY, None, metrics::millis_since(p.started));
+    Ok(stored)
+}
+
+async fn store_once(app: &App, p: &Prepared, token_digest: &str) -> Result<Stored> {
     let table = &app.table;
     for attempt in 0..INGEST_ATTEMPTS {
         if attempt > 0 {

@@ -16,6 +16,7 @@ use super::sweep::LoadMessage;
 use super::url::IMGUR_HOSTS;
 use super::{ENTRY_SK, HISTORY, MAX_TRIES, Status, canonical_imgur_url, due_pk, due_sk, entry_pk, rfc3339, shard_of};
 use crate::error::Result;
+use crate::metrics;
 use crate::state::App;
 use crate::store::{Cond, GSI1PK, GSI1SK, Item, Update};
 
@@ -218,6 +219,7 @@ pub async fn handle(app: &App, transport: &dyn Transport, body: &str, now: Offse
     let (outcome, http_status) = load(transport, &url).await;
     record(app, &entry, &msg.claim, &outcome, http_status, now).await?;
     info!(entry_id = %msg.id, outcome = outcome.label(), ?http_status, "keep-alive load");
+    metrics::count(&metrics::KEEPALIVE_OUTCOMES, Some(outcome.label()), 1);
     Ok(())
 }
 

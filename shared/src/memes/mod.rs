@@ -28,6 +28,7 @@ use crate::error::{Error, Refusal, Result};
 use crate::images;
 use crate::media::variants::Size;
 use crate::media::{self, decode};
+use crate::metrics;
 use crate::secret;
 use crate::state::App;
 use crate::store::{Cond, Item, StoreError, TxOp, Update};
@@ -193,13 +194,16 @@ pub async fn deliver(
     if matches!(charged, Charged::TakenOver) {
         info!(account_id, "finished a request whose first attempt died after its charge");
     }
+    metrics::count(&metrics::MEMES_CHARGED, None, 1);
     Ok(Answer { body, replayed: false })
 }
 
 /// Takes one token, writing the key's record in the same transaction when there is a key.
 async fn charge(app: &App, account_id: &str, req: &MemeRequest, key: Option<&str>) -> Result<Charged> {
-    let exhausted =
-        || Error::client(Refusal::PaymentRequired, "tokens_exhausted", "no tokens left; buy more to get memes");
+    let exhausted = || {
+        metrics::count(&metrics::PAYMENT_REQUIRED, None, 1);
+        Error::client(Refusal::PaymentRequired, "tokens_exhausted", "no tokens left; buy more to get memes")
+    };
     let Some(key) = key else {
         // No key, no record: one conditional update, with nothing else to conflict with.
         return match accounts::charge(app, account_id).await? {
@@ -269,6 +273,7 @@ async fn refund(app: &App, account_id: &str, key: Option<&str>) -> Result<()> {
         ops.push(TxOp::Delete { pk, sk: idem_sk(k), cond: Some(Cond::eq("status", "pending")) });
     }
     app.table.transact(ops).await?;
+    metrics::count(&metrics::MEME_REFUNDS, None, 1);
     Ok(())
 }
 

@@ -80,17 +80,21 @@ pub async fn make_avif(app: &App, id: &str) -> Result<()> {
         return Ok(());
     };
     let orientation = record.meta.effective_orientation();
+    let pass = super::Pass::start(super::Pass::AVIF);
     let made = tokio::task::spawn_blocking(move || variants::make_avif(&original, orientation))
         .await
-        .map_err(|e| Error::internal(format!("AVIF task panicked: {e}")))?;
+        .map_err(|e| pass.failed(Error::internal(format!("AVIF task panicked: {e}"))))?;
     match made {
         Ok(made) => {
             let made: Vec<MadeVariant> = made.into_iter().map(MadeVariant::from).collect();
-            images::add_variants(app, &record, &made).await
+            images::add_variants(app, &record, &made).await.map_err(|e| pass.failed(e))?;
+            pass.stored();
+            Ok(())
         }
         // Pixels that did not decode or encode will not on a retry either; the JPEG and WebP
         // variants go on being served.
         Err(e) => {
+            pass.failed(());
             warn!(error = %e, "AVIF variants cannot be made");
             Ok(())
         }

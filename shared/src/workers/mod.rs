@@ -11,12 +11,44 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tracing::warn;
 
+use crate::metrics;
 use crate::store::Queue;
 
 pub mod avif;
 pub mod import;
 pub mod keepalive;
 pub mod resize;
+
+/// One variant pass being timed, for the `VariantPasses`, `VariantFailures` and
+/// `VariantLatency` metrics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pass {
+    name: &'static str,
+    started: std::time::Instant,
+}
+
+impl Pass {
+    /// The first pass (JPEG or PNG, and WebP) and the later AVIF pass, as the `Pass` dimension
+    /// names them.
+    pub(crate) const FIRST: &'static str = "first";
+    pub(crate) const AVIF: &'static str = "avif";
+
+    pub(crate) fn start(name: &'static str) -> Pass {
+        Pass { name, started: std::time::Instant::now() }
+    }
+
+    /// Counts the pass as done, with its time.
+    pub(crate) fn stored(self) {
+        metrics::count(&metrics::VARIANT_PASSES, Some(self.name), 1);
+        metrics::observe(&metrics::VARIANT_LATENCY, Some(self.name), metrics::millis_since(self.started));
+    }
+
+    /// Counts the pass as failed and hands back `error`, for use in `map_err`.
+    pub(crate) fn failed<E>(self, error: E) -> E {
+        metrics::count(&metrics::VARIANT_FAILURES, Some(self.name), 1);
+        error
+    }
+}
 
 /// What becomes of a message once its worker has handled it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -149,19 +149,24 @@ async fn make_and_store(app: &App, record: &images::ImageRecord) -> Result<()> {
         return Ok(());
     };
     let orientation = record.meta.effective_orientation();
+    let pass = super::Pass::start(super::Pass::FIRST);
     let made = tokio::task::spawn_blocking(move || variants::make_variants(&original, orientation))
         .await
-        .map_err(|e| Error::internal(format!("variant task panicked: {e}")))?;
+        .map_err(|e| pass.failed(Error::internal(format!("variant task panicked: {e}"))))?;
     match made {
         Ok(made) => {
             let made: Vec<MadeVariant> = made.into_iter().map(MadeVariant::from).collect();
             let still = !made.iter().any(|v| v.info.format == crate::media::Format::Gif);
-            images::store_variants(app, record, &made).await?;
+            images::store_variants(app, record, &made).await.map_err(|e| pass.failed(e))?;
+            pass.stored();
             // The AVIF variants come from a later pass: AV1 takes seconds a photo.
             if still { super::avif::queue(app, &record.id).await.map(drop) } else { Ok(()) }
         }
         // Undecodable pixels will not decode on a retry: record it and stop.
-        Err(e) => images::record_variants_failed(app, &record.id, &e.to_string()).await,
+        Err(e) => {
+            pass.failed(());
+            images::record_variants_failed(app, &record.id, &e.to_string()).await
+        }
     }
 }
 

@@ -25,13 +25,18 @@ impl Drop for Process {
 impl Process {
     /// Starts `imghost serve` with `admin_token` and waits until it says where it listens.
     pub fn start(admin_token: &str) -> Process {
+        Process::start_logging(admin_token, "warn")
+    }
+
+    /// [`Process::start`], logging what `filter` (a `RUST_LOG` value) lets through.
+    pub fn start_logging(admin_token: &str, filter: &str) -> Process {
         let (data, logs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let log = logs.path().join("imghost.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_imghost"))
             .args(["serve", "--addr", "127.0.0.1:0", "--data"])
             .arg(data.path())
             .env("IMGHOST_ADMIN_TOKEN", admin_token)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -76,6 +81,11 @@ impl Process {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The last 40 lines the server logged.
