@@ -123,7 +123,7 @@ async fn every_flow_runs_through_the_deployed_functions() {
     an_image_meme_is_drawn_over_a_variant_and_hosted(&stack, &f, &account, &mut stored).await;
     pages_and_admin_routes_answer(&stack, &f, &stored).await;
     stats_count_what_the_flows_did(&stack, &f, &stored).await;
-    request_ids_and_metrics_reach_the_logs(&stack).await;
+    request_ids_and_metrics_reach_the_logs(&stack, &f).await;
 
     print_timings(&f.all());
     eprintln!("[deployed] flows done in {:.1} s", started.elapsed().as_secs_f64());
@@ -605,7 +605,7 @@ async fn stats_count_what_the_flows_did(stack: &Stack, f: &Functions, stored: &S
 /// API Gateway's request id on the answer, in the error body and on every JSON log line of the
 /// request, and the CloudWatch Embedded Metric Format lines the function prints. Runs last: its
 /// upload would change what the statistics count.
-async fn request_ids_and_metrics_reach_the_logs(stack: &Stack) {
+async fn request_ids_and_metrics_reach_the_logs(stack: &Stack, f: &Functions) {
     // Given the upload function with JSON logs, as the template's LoggingConfig sets them (the
     // harness passes no LoggingConfig, so this process is told directly),
     let upload = stack
@@ -669,4 +669,20 @@ async fn request_ids_and_metrics_reach_the_logs(stack: &Stack) {
     let errors = emf("KWrl1kJwJBNFN4x=", "ClientErrors");
     assert_eq!(errors.len(), 1, "{}", upload.log_tail());
     assert_eq!((&errors[0]["Route"], &errors[0]["ClientErrors"]), (&json!("/v1/images"), &json!(1.0)));
+
+    // The workers print theirs too, whatever their log format: the resize and AVIF passes of the
+    // flows' still images, each timed.
+    for (worker, pass) in [(&f.resize, "first"), (&f.avif, "avif")] {
+        let emf: Vec<Value> = worker
+            .log_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l.get("_aws").is_some() && l["Pass"] == pass)
+            .collect();
+        let count = |metric: &str| emf.iter().filter(|l| l.get(metric).is_some()).count();
+        assert!(count("VariantPasses") >= 1, "{pass}: {}", worker.log_tail());
+        assert_eq!(count("VariantPasses"), count("VariantLatency"), "{pass}: {}", worker.log_tail());
+        assert_eq!(count("VariantFailures"), 0, "{pass}: {}", worker.log_tail());
+        assert_eq!(emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], namespace.as_str());
+    }
 }
