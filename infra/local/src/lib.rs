@@ -66,7 +66,7 @@ pub struct Local {
 /// Every route of every function over `app`, whichever storage family it is on: the same
 /// routers the Lambdas run.
 pub fn router(app: &App, web_assets: imghost::http::web::Assets) -> axum::Router {
-    use imghost::http::{accounts, finish, images, imports, keepalive, links, memes, stats, upload, web};
+    use imghost::http::{accounts, finish, images, imports, keepalive, links, memes, openapi, stats, upload, web};
     finish(
         upload::routes(app.clone())
             .merge(images::routes(app.clone()))
@@ -76,7 +76,8 @@ pub fn router(app: &App, web_assets: imghost::http::web::Assets) -> axum::Router
             .merge(memes::routes(app.clone()))
             .merge(links::routes(app.clone()))
             .merge(stats::routes(app.clone()))
-            .merge(web::routes(app.clone(), web_assets)),
+            .merge(web::routes(app.clone(), web_assets))
+            .merge(openapi::routes(app.clone())),
     )
 }
 

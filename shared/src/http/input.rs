@@ -124,6 +124,31 @@ fn dotted(rest: &str) -> String {
     if rest.is_empty() || rest.starts_with('[') { rest.to_owned() } else { format!(".{rest}") }
 }
 
+/// Reads an optional whole number from JSON as JSON Schema counts one: `12` and `12.0` alike
+/// (`"type": "integer"` admits both, and clients written in JavaScript cannot tell them apart),
+/// but not `12.5`, nor one outside `T`'s range. For `#[serde(deserialize_with)]` on `Option<T>`.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i128>,
+{
+    use serde::Deserialize;
+    use serde::de::Error as _;
+    let Some(n) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
+    let whole = if let Some(i) = n.as_i64() {
+        Some(i128::from(i))
+    } else if let Some(u) = n.as_u64() {
+        Some(i128::from(u))
+    } else {
+        // Within ±2^53 every whole f64 is exact; beyond, no field here has a valid value.
+        n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0).map(|f| f as i128)
+    };
+    whole
+        .and_then(|i| T::try_from(i).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+}
+
 /// A cursor as clients see it: the JSON of the store's cursor, base64url without padding.
 pub fn encode_cursor(c: &Cursor) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(c).unwrap_or_default())
@@ -138,13 +163,10 @@ pub fn decode_cursor(s: &str) -> Option<Cursor> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).ok()?).ok()
 }
 
-/// One page of a listing as every listing answers it: `{"<field>": [...], "next_cursor": ...}`,
-/// with the cursor in the encoding [`decode_cursor`] reads back.
-pub fn page_body<T: serde::Serialize>(field: &str, items: &[T], next: Option<Cursor>) -> serde_json::Value {
-    let mut body = serde_json::Map::new();
-    body.insert(field.to_owned(), serde_json::to_value(items).unwrap_or_default());
-    body.insert("next_cursor".to_owned(), next.map(|c| encode_cursor(&c)).into());
-    body.into()
+/// The `next_cursor` of one page of a listing, as every listing answers it (`{"<items>": [...],
+/// "next_cursor": ...}`), in the encoding [`decode_cursor`] reads back; `None` on the last page.
+pub fn next_cursor(next: Option<Cursor>) -> Option<String> {
+    next.map(|c| encode_cursor(&c))
 }
 
 /// The `limit` (1 to 100, default 50) and `cursor` of a paged admin listing.

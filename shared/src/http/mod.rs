@@ -1,6 +1,6 @@
 //! HTTP routers. Each function crate runs one of these with `lambda_http`; the local runner
 //! merges them all into one server. Everything here answers errors as
-//! `{"error": {"code", "message"}}`.
+//! `{"error": {"code", "message"}}` ([`ErrorEnvelope`]).
 
 pub mod accounts;
 pub mod images;
@@ -9,6 +9,7 @@ pub mod input;
 pub mod keepalive;
 pub mod links;
 pub mod memes;
+pub mod openapi;
 pub mod stats;
 pub mod upload;
 pub mod web;
@@ -18,13 +19,40 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use tracing::error;
 
 use crate::error::{Error, Refusal};
 use crate::state::App;
 use crate::store::StoreError;
-pub use input::{Params, page_body, page_params};
+pub use input::{Params, next_cursor, page_params};
+
+/// Every error answer: `{"error": {"code", "message"}}`. The one type errors are serialized
+/// from, so the OpenAPI document's `ErrorEnvelope` is what clients get.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "no such image"}}))]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// What went wrong: a stable machine-readable code and a message for people.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable across releases; clients branch on it.
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
+    /// The request's id, as in the `x-request-id` header, when the server assigned one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl ErrorEnvelope {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorEnvelope { error: ErrorBody { code: code.into(), message: message.into(), request_id: None } }
+    }
+}
 
 impl Error {
     /// The HTTP status this error answers with: the one place refusals become status codes.
@@ -62,7 +90,7 @@ impl IntoResponse for Error {
             // The details go to the log, never to the client.
             error!(error = %self, "request failed");
         }
-        let body = json!({"error": {"code": self.code(), "message": self.public_message()}});
+        let body = ErrorEnvelope::new(self.code(), self.public_message());
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was never read, so the connection cannot carry another
@@ -119,7 +147,7 @@ async fn json_errors(response: Response) -> Response {
         s if s.is_server_error() => "internal",
         _ => "error",
     };
-    let mut out = (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
+    let mut out = (status, Json(ErrorEnvelope::new(code, message))).into_response();
     for (name, value) in
         parts.headers.iter().filter(|(n, _)| *n != http::header::CONTENT_TYPE && *n != http::header::CONTENT_LENGTH)
     {
