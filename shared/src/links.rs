@@ -57,7 +57,10 @@ pub struct NewLink {
     #[serde(default, deserialize_with = "crate::http::input::whole_number")]
     pub max_uploads: Option<i64>,
     /// For the admin's listing: at most 200 characters, no control characters.
-    #[schema(max_length = 200)]
+    #[schema(
+        max_length = 200,
+        pattern = r"^\s*([^\s\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f])?)?\s*$"
+    )]
     pub label: Option<String>,
 }
 
@@ -195,8 +198,10 @@ pub fn validate(req: &NewLink, now: OffsetDateTime) -> Result<(OffsetDateTime, i
     if !(1..=MAX_MAX_UPLOADS).contains(&max) {
         return Err(invalid("bad_max_uploads", format!("max_uploads must be from 1 to {MAX_MAX_UPLOADS}, not {max}")));
     }
+    // The limit counts what was sent, as the API's contract states it; the label kept is trimmed.
+    let sent = req.label.as_ref().map_or(0, |l| l.chars().count());
     let label = req.label.as_ref().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
-    if label.as_ref().is_some_and(|l| l.chars().count() > 200 || l.chars().any(char::is_control)) {
+    if sent > 200 || label.as_ref().is_some_and(|l| l.chars().any(char::is_control)) {
         return Err(invalid("bad_label", "label must be at most 200 characters, without control characters".into()));
     }
     Ok((expires, max, label))

@@ -38,8 +38,12 @@ async fn json_body<T: serde::de::DeserializeOwned>(req: Request) -> Result<T> {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Acme Memes Ltd"}))]
 pub struct NewAccount {
-    /// 1 to 100 characters, no control characters (surrounding spaces are trimmed).
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters, no control characters (white space around it is trimmed).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^\s*[^\s\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f])?\s*$"
+    )]
     name: String,
 }
 

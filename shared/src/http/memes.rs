@@ -53,7 +53,7 @@ pub struct MemeQuery {
     #[param(pattern = r"^-?[0-9]{1,3}(\.[0-9]{1,12})?$", example = "13.405")]
     lon: String,
     /// The caption: 1 to 100 characters, no control characters.
-    #[param(min_length = 1, max_length = 100, example = "hello")]
+    #[param(min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$", example = "hello")]
     query: String,
     /// `text` (the default) or `image`.
     format: Option<crate::memes::MemeFormat>,

@@ -86,7 +86,8 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        // 501 is a refusal (a format not offered), not a fault.
+        if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
             // The details go to the log, never to the client.
             error!(error = %self, "request failed");
         }

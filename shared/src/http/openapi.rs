@@ -87,12 +87,14 @@ impl PartialSchema for MultipartImages {
 
 impl ToSchema for MultipartImages {}
 
-/// The presigned form as the local runner takes it: the form's `fields` as text, then the file.
+/// The presigned form as the local runner takes it: the form's `fields`, then the file.
 pub struct FormUpload;
 
 impl PartialSchema for FormUpload {
     fn schema() -> RefOr<Schema> {
         schema(json!({
+            "description": "The form's other fields are checked against its policy by the bucket; the local \
+                runner reads only the file.",
             "type": "object",
             "required": ["file"],
             "properties": {
@@ -102,7 +104,7 @@ impl PartialSchema for FormUpload {
                     "format": "binary"
                 }
             },
-            "additionalProperties": {"type": "string"}
+            "additionalProperties": true
         }))
     }
 }
