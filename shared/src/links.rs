@@ -50,11 +50,11 @@ pub struct NewLink {
     pub expires_at: Option<String>,
     /// Seconds from now until the link stops working.
     #[schema(minimum = 1, maximum = 2592000)]
-    #[serde(default, deserialize_with = "crate::http::input::whole_number")]
+    #[serde(default, deserialize_with = "crate::json::whole_number")]
     pub expires_in: Option<i64>,
     /// How many files may be uploaded through the link (default 100).
     #[schema(minimum = 1, maximum = 10000)]
-    #[serde(default, deserialize_with = "crate::http::input::whole_number")]
+    #[serde(default, deserialize_with = "crate::json::whole_number")]
     pub max_uploads: Option<i64>,
     /// For the admin's listing: at most 200 characters, no control characters.
     #[schema(

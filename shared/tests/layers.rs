@@ -12,7 +12,7 @@ use source::{rust_files, src_dir};
 /// The layers, bottom first. A module may use modules of its own layer or of layers beneath it;
 /// within a layer, the graph must still be acyclic.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("foundations", &["error", "secret", "config", "budget", "clock", "aws", "store", "media", "fetch"]),
+    ("foundations", &["error", "secret", "config", "budget", "clock", "aws", "store", "media", "fetch", "json"]),
     ("state", &["state"]),
     ("domain", &["images", "uploads", "links", "stats", "imports", "keepalive", "accounts", "memes"]),
     ("entry points", &["http", "workers", "fuzzing"]),

@@ -287,3 +287,55 @@ async fn the_server_serves_the_document() {
     let served: Value = response.json().await.unwrap();
     assert_eq!(served, document());
 }
+
+/// What Schemathesis found where the server and its contract disagreed, each fixed in the
+/// server: integer fields that JSON Schema lets be written `12.0`, a `null` body the document
+/// allows, an empty optional parameter, and length limits counted on what was sent.
+#[tokio::test]
+async fn requests_the_document_allows_are_accepted() {
+    use common::ADMIN_TOKEN;
+    use serde_json::json;
+    let server = Server::start().await;
+    let post = |path: &str, body: &str| {
+        server
+            .client
+            .post(server.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+    };
+    // `{"amount": 12.0}` is an integer to JSON Schema (and to JavaScript); 12.5 is not.
+    let created: Value = post("/v1/accounts", r#"{"name": "fan"}"#).await.unwrap().json().await.unwrap();
+    let id = created["account_id"].as_str().unwrap();
+    let buy = |amount: &str, key: &str| {
+        server
+            .client
+            .post(server.url(&format!("/v1/accounts/{id}/tokens")))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("idempotency-key", key.to_owned())
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"amount": {amount}}}"#))
+            .send()
+    };
+    let resp = buy("12.0", "a").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["purchased"], 12);
+    let resp = buy("12.5", "b").await.unwrap();
+    assert_eq!(resp.status(), 422);
+    let resp = post("/v1/links", r#"{"expires_in": 3600.0, "max_uploads": 5.0}"#).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.json::<Value>().await.unwrap()["max_uploads"], 5);
+    // POST /v1/uploads takes no body, an empty one or `null` alike.
+    let resp = post("/v1/uploads", "null").await.unwrap();
+    assert_eq!(resp.status(), 201);
+    // An empty `format` is no format: JSON, not 501.
+    let resp = server.client.get(server.url("/oembed?url=x&format=")).send().await.unwrap();
+    assert_eq!(resp.status(), 404, "an unknown URL, not an unsupported format");
+    // Names and labels are limited by what was sent, white space included, as the document says.
+    let padded = format!("a{}", " ".repeat(100));
+    let resp = post("/v1/accounts", &json!({ "name": padded }).to_string()).await.unwrap();
+    assert_eq!(resp.status(), 422);
+    let resp = post("/v1/links", &json!({"expires_in": 60, "label": format!("a{}", " ".repeat(200))}).to_string());
+    assert_eq!(resp.await.unwrap().status(), 422);
+}

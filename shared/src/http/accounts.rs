@@ -104,7 +104,7 @@ async fn list(_: Admin, State(app): State<App>, Params(params): Params) -> Resul
 pub struct Purchase {
     /// Tokens to add: 1 to 1,000,000.
     #[schema(value_type = i64, minimum = 1, maximum = 1000000)]
-    #[serde(deserialize_with = "super::input::whole_number")]
+    #[serde(deserialize_with = "crate::json::whole_number")]
     amount: Option<i64>,
 }
 

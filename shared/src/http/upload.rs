@@ -48,7 +48,7 @@ pub fn routes(app: App) -> Router {
 pub struct CreateUpload {
     /// The file's size, if known: over 50 MiB is refused now rather than by the bucket.
     #[schema(minimum = 1, maximum = 52428800)]
-    #[serde(default, deserialize_with = "super::input::whole_number")]
+    #[serde(default, deserialize_with = "crate::json::whole_number")]
     bytes: Option<u64>,
     filename: Option<String>,
     content_type: Option<String>,
