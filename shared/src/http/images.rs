@@ -125,7 +125,8 @@ async fn delete_image(State(app): State<App>, headers: HeaderMap, Path(id): Path
         ("file" = String, Path, description = "The image id, optionally with an extension naming the variant's format.",
             pattern = r"^[A-Za-z0-9_-]{8}(\.([Jj][Pp][Ee]?[Gg]|[Pp][Nn][Gg]|[Gg][Ii][Ff]|[Ww][Ee][Bb][Pp]|[Aa][Vv][Ii][Ff]))?$",
             example = "Ab3dE-9x.jpg"),
-        ("size" = Option<ImageSize>, Query, description = "A variant; `original` or empty means the original."),
+        ("size" = Option<String>, Query, pattern = "^(original|small|medium|large)?$", example = "medium",
+            description = "A variant: `small`, `medium` or `large`; `original` or empty means the original."),
         ("Range" = Option<String>, Header, description = "One byte range (`bytes=0-1023`, `bytes=-500`); several ranges get the whole image."),
         ("If-None-Match" = Option<String>, Header, description = "ETags the client holds."),
         ("If-Range" = Option<String>, Header, description = "The range counts only when this is the current ETag."),
@@ -233,17 +234,6 @@ async fn serve_image(
     }
     *resp.body_mut() = axum::body::Body::from_stream(read.body);
     Ok(resp)
-}
-
-/// A variant size as `/i/{file}` takes it (`original` or empty: the original).
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // Only its schema is used: the handler reads the text with `Size::parse`.
-pub enum ImageSize {
-    Original,
-    Small,
-    Medium,
-    Large,
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -165,7 +165,7 @@ fn schema(value: Value) -> RefOr<Schema> {
         super::web::sharex,
         serve,
     ),
-    components(schemas(ErrorEnvelope, ErrorBody, Binary, MultipartImages, FormUpload, super::images::ImageSize)),
+    components(schemas(ErrorEnvelope, ErrorBody, Binary, MultipartImages, FormUpload)),
     tags(
         (name = "images", description = "Direct uploads, metadata, deletion and the images themselves."),
         (name = "uploads", description = "Large files through presigned forms."),
