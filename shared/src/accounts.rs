@@ -89,17 +89,24 @@ fn key_pk(api_key: &str) -> String {
 }
 
 /// A new account, with its API key shown once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AccountCreated)]
 pub struct Created {
+    #[schema(example = "Xb9kT3v9QzL0aBcDeFgHiJ")]
     pub account_id: String,
+    /// Shown once: the account's bearer token for `/v1/balance` and `/v1/memes`.
+    #[schema(example = "k3y_q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z")]
     pub api_key: String,
 }
 
 /// Creates an account (admin).
 #[instrument(skip(app))]
 pub async fn create(app: &App, name: &str) -> Result<Created> {
+    // The limit counts what was sent, white space around the name included (as the API's
+    // contract states it); the name kept is trimmed.
+    let sent = name.chars().count();
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if name.is_empty() || sent > 100 || name.chars().any(char::is_control) {
         return Err(Error::unprocessable("bad_name", "name must be 1 to 100 characters without control characters"));
     }
     let id = secret::new_id128();
@@ -138,7 +145,7 @@ pub async fn authenticate(app: &App, api_key: Option<&str>) -> Result<String> {
 }
 
 /// An account's tokens.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Balance {
     pub account_id: String,
     pub purchased: i64,
@@ -153,7 +160,8 @@ pub async fn balance(app: &App, account_id: &str) -> Result<Balance> {
 }
 
 /// One account as the admin listing shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AccountListed)]
 pub struct Listed {
     pub account_id: String,
     pub name: String,

@@ -1,5 +1,5 @@
 //! The request a task is answering, for code far below the handler that wants to name it: the
-//! error body (`http::error_body`) and the metric lines (`metrics`). It is a foundation, so that
+//! error body (`http::ErrorEnvelope`) and the metric lines (`metrics`). It is a foundation, so that
 //! those can ask without depending on the HTTP layer that sets it (`http::request_id`).
 
 use std::future::Future;

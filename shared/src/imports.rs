@@ -160,10 +160,12 @@ pub async fn create(app: &App, urls: &[String]) -> Result<Created> {
 }
 
 /// A job as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ImportJob)]
 pub struct JobView {
     pub job_id: String,
     /// `queued`, `running`, `done`, `failed` or `partial`.
+    #[schema(example = "done")]
     pub status: &'static str,
     pub created_at: Option<String>,
     /// When the last URL settled, once every URL has.
@@ -172,7 +174,9 @@ pub struct JobView {
     pub items: Vec<ItemView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// How many of a job's URLs stand where.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ImportCounts)]
 pub struct Counts {
     pub queued: i64,
     pub running: i64,
@@ -181,23 +185,28 @@ pub struct Counts {
 }
 
 /// One URL of a job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ImportItem)]
 pub struct ItemView {
     pub url: Option<String>,
+    /// `queued`, `running`, `done` or `failed`.
     pub status: Option<String>,
     pub image: Option<ImportedImage>,
-    /// Why the URL failed (or failed last, while it is retried).
+    /// Why the URL failed (or failed last, while it is retried): `{"code", "message"}`.
+    #[schema(value_type = Option<crate::uploads::UploadFailure>)]
     pub error: Option<Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The image a URL became.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportedImage {
     pub id: String,
     pub link: String,
 }
 
 /// What creating a job answers: the job, where to follow it, and one delete token per URL.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ImportCreated)]
 pub struct CreatedView {
     pub job_id: String,
     pub status_url: String,

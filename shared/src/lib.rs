@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod images;
 pub mod imports;
+pub mod json;
 pub mod keepalive;
 pub mod links;
 pub mod media;

@@ -40,13 +40,28 @@ fn token_pk(digest: &str) -> String {
 }
 const TOKEN_SK: &str = "LINKTOKEN";
 
-/// The body of `POST /v1/links`. Unknown fields are refused so that a typo is not ignored.
-#[derive(Debug, Default, Deserialize)]
+/// The body of `POST /v1/links`: `expires_at` or `expires_in` (exactly one), at most 30 days
+/// ahead. Unknown fields are refused so that a typo is not ignored.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"expires_in": 86400, "max_uploads": 20, "label": "Wedding guests"}))]
 pub struct NewLink {
+    /// When the link stops working (RFC 3339, in the next 30 days).
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    /// Seconds from now until the link stops working.
+    #[schema(minimum = 1, maximum = 2592000)]
+    #[serde(default, deserialize_with = "crate::json::whole_number")]
     pub expires_in: Option<i64>,
+    /// How many files may be uploaded through the link (default 100).
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default, deserialize_with = "crate::json::whole_number")]
     pub max_uploads: Option<i64>,
+    /// For the admin's listing: at most 200 characters, no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^\s*([^\s\u0000-\u001f\u007f-\u009f]([^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f])?)?\s*$"
+    )]
     pub label: Option<String>,
 }
 
@@ -63,7 +78,7 @@ pub struct Link {
 }
 
 /// Where a link stands, as the listing and the upload page show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkStatus {
     Active,
@@ -116,7 +131,7 @@ impl Link {
 }
 
 /// A link as the admin sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LinkView {
     pub id: String,
     pub label: Option<String>,
@@ -129,7 +144,8 @@ pub struct LinkView {
 }
 
 /// A link just created: its view, and the token with the addresses built on it, shown once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = LinkCreated)]
 pub struct CreatedView {
     #[serde(flatten)]
     pub link: LinkView,
@@ -183,8 +199,10 @@ pub fn validate(req: &NewLink, now: OffsetDateTime) -> Result<(OffsetDateTime, i
     if !(1..=MAX_MAX_UPLOADS).contains(&max) {
         return Err(invalid("bad_max_uploads", format!("max_uploads must be from 1 to {MAX_MAX_UPLOADS}, not {max}")));
     }
+    // The limit counts what was sent, as the API's contract states it; the label kept is trimmed.
+    let sent = req.label.as_ref().map_or(0, |l| l.chars().count());
     let label = req.label.as_ref().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
-    if label.as_ref().is_some_and(|l| l.chars().count() > 200 || l.chars().any(char::is_control)) {
+    if sent > 200 || label.as_ref().is_some_and(|l| l.chars().any(char::is_control)) {
         return Err(invalid("bad_label", "label must be at most 200 characters, without control characters".into()));
     }
     Ok((expires, max, label))

@@ -221,25 +221,25 @@ async fn camera_op(table: &dyn Table, model: &str, delta: i64) -> StoreResult<Op
 // Reading
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FormatCount {
     pub format: &'static str,
     pub count: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CameraCount {
     pub model: String,
     pub count: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DayCount {
     pub date: String,
     pub count: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Totals {
     pub images: i64,
     pub uploads: i64,
@@ -248,7 +248,7 @@ pub struct Totals {
 }
 
 /// The answer of `GET /v1/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// `null` while no image is stored.
     pub most_popular_format: Option<&'static str>,

@@ -47,16 +47,23 @@ pub fn incoming_key(id: &str) -> String {
 }
 
 /// A form the client posts, with the file as the last field named `file`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = UploadForm)]
 pub struct Form {
+    /// Where to post the form: the bucket's form endpoint (locally, `/v1/uploads/{upload_id}`).
     pub url: String,
+    #[schema(example = "POST")]
     pub method: &'static str,
+    /// The form's fields, each sent as it is, before the file.
+    #[schema(value_type = std::collections::HashMap<String, String>)]
     pub fields: serde_json::Map<String, serde_json::Value>,
+    #[schema(example = "file")]
     pub file_field: &'static str,
 }
 
 /// What `POST /v1/uploads` answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = UploadCreated)]
 pub struct Created {
     pub upload_id: String,
     pub status_url: String,
@@ -210,10 +217,11 @@ fn form_expired(item: &Item) -> bool {
 }
 
 /// How a presigned upload stands, as `GET /v1/uploads/{id}` answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UploadStatus {
     pub upload_id: String,
     /// `waiting`, `expired`, `done` or `failed`.
+    #[schema(example = "done")]
     pub status: String,
     /// Whether the file's bytes were already stored (once done).
     pub duplicate: Option<bool>,
@@ -225,7 +233,9 @@ pub struct UploadStatus {
     pub expires_at: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Why ingest refused a presigned upload's file: an error code and message as the API would
+/// have answered them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UploadFailure {
     pub code: String,
     pub message: String,

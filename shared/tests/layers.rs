@@ -14,7 +14,10 @@ use source::{rust_files, src_dir};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundations",
-        &["error", "secret", "config", "budget", "clock", "aws", "store", "media", "fetch", "context", "metrics"],
+        &[
+            "error", "secret", "config", "budget", "clock", "aws", "store", "media", "fetch", "json", "context",
+            "metrics",
+        ],
     ),
     ("state", &["state"]),
     ("domain", &["images", "uploads", "links", "stats", "imports", "keepalive", "accounts", "memes"]),

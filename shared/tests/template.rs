@@ -46,9 +46,17 @@ fn router_module(binary: &str) -> Option<String> {
     Some(rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect())
 }
 
-/// The (method, path) pairs a router module declares, read from its `.route(...)` calls.
+/// Router modules whose routes another module's router merges into its own, as the `web`
+/// function's router serves the OpenAPI document.
+const MERGED: [(&str, &str); 1] = [("web", "openapi")];
+
+/// The (method, path) pairs a router module declares, read from its `.route(...)` calls, with
+/// those of the modules it merges.
 fn declared_routes(module: &str) -> BTreeSet<(String, String)> {
-    let source = std::fs::read_to_string(root().join(format!("shared/src/http/{module}.rs"))).unwrap();
+    let mut source = std::fs::read_to_string(root().join(format!("shared/src/http/{module}.rs"))).unwrap();
+    for (_, merged) in MERGED.iter().filter(|(m, _)| *m == module) {
+        source += &std::fs::read_to_string(root().join(format!("shared/src/http/{merged}.rs"))).unwrap();
+    }
     let mut routes = BTreeSet::new();
     for line in source.lines().filter(|l| l.contains(".route(\"")) {
         let path = line.split(".route(\"").nth(1).unwrap().split('"').next().unwrap().to_owned();

@@ -66,7 +66,9 @@ pub struct Local {
 /// Every route of every function over `app`, whichever storage family it is on: the same
 /// routers the Lambdas run.
 pub fn router(app: &App, web_assets: imghost::http::web::Assets) -> axum::Router {
-    use imghost::http::{accounts, finish, images, imports, keepalive, links, memes, metrics, stats, upload, web};
+    use imghost::http::{
+        accounts, finish, images, imports, keepalive, links, memes, metrics, openapi, stats, upload, web,
+    };
     finish(
         upload::routes(app.clone())
             .merge(images::routes(app.clone()))
@@ -77,7 +79,8 @@ pub fn router(app: &App, web_assets: imghost::http::web::Assets) -> axum::Router
             .merge(links::routes(app.clone()))
             .merge(stats::routes(app.clone()))
             .merge(metrics::routes(app.clone()))
-            .merge(web::routes(app.clone(), web_assets)),
+            .merge(web::routes(app.clone(), web_assets))
+            .merge(openapi::routes(app.clone())),
     )
 }
 

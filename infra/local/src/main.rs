@@ -3,6 +3,7 @@
 //! - `imghost serve [--addr 127.0.0.1:3000] [--data ./data] [--web-dir shared/web]` serves every
 //!   route of every function, the web pages among them, and runs the workers in-process. Its
 //!   HTTP front door's timeouts and connection cap have flags too (`imghost serve --help`).
+//! - `imghost openapi` prints the API's OpenAPI document (`docs/openapi.json` is its output).
 //! - `imghost resize FILE... --out DIR [--formats jpeg,webp,avif]` runs the production variant
 //!   pipeline on files.
 //! - `imghost migrate --from DIR --to aws --bucket B --table T [--endpoint URL]` copies a data
@@ -98,6 +99,9 @@ enum Command {
         #[arg(long)]
         avif_queue: Option<String>,
     },
+    /// Print the API's OpenAPI 3.1 document, as committed in `docs/openapi.json`:
+    /// `cargo run -p imghost-local -- openapi > docs/openapi.json`.
+    Openapi,
     /// Make the small, medium and large variants of each file into DIR.
     Resize {
         #[arg(required = true)]
@@ -187,6 +191,10 @@ async fn main() -> Result<(), BoxError> {
                 limits,
             };
             imghost_local::serve(opts).await
+        }
+        Command::Openapi => {
+            print!("{}", imghost::http::openapi::json_text());
+            Ok(())
         }
         Command::Resize { files, out, formats } => imghost_local::resize_files(&files, &out, &formats),
         Command::Relayout { place, bucket, table, endpoint, avif_queue } => {

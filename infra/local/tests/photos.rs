@@ -371,6 +371,7 @@ async fn multipart_uploads_several_files_and_admin_lists_newest_first() {
     let table_cursor = b64(r#"{"pk":"ACCOUNTS","sk":"1#a"}"#);
     let cases: Vec<(String, u16, &str)> = vec![
         ("limit=0".into(), 422, "bad_limit"),
+        ("limit=".into(), 422, "bad_limit"),
         ("limit=101".into(), 422, "bad_limit"),
         ("limit=x".into(), 422, "bad_limit"),
         ("cursor=zzz".into(), 400, "invalid_cursor"),

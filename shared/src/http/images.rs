@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tracing::instrument;
 
-use super::{Admin, BaseUrl, Params, is_admin};
+use super::{Admin, BaseUrl, ErrorEnvelope, Params, is_admin};
 use crate::error::{Error, Refusal, Result};
 use crate::images::{self, ImageView};
 use crate::media::Format;
@@ -35,6 +35,24 @@ pub fn routes(app: App) -> Router {
         .with_state(app)
 }
 
+/// One page of the admin's listing of images, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ImagePage {
+    pub images: Vec<ImageView>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// An image's public metadata.
+#[utoipa::path(
+    get, path = "/v1/images/{id}", tag = "images", operation_id = "getImage",
+    params(("id" = String, Path, description = "The image id.", pattern = r"^[A-Za-z0-9_-]{8}$", example = "Ab3dE-9x")),
+    responses(
+        (status = 200, description = "The image's public metadata (never GPS).", body = ImageView),
+        (status = 404, description = "`not_found`: no such image.", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable`: storage failed; retry.", body = ErrorEnvelope),
+    )
+)]
 #[instrument(skip(app, base))]
 async fn get_image(State(app): State<App>, BaseUrl(base): BaseUrl, Path(id): Path<String>) -> Result<Response> {
     let record = images::get_active(&app, &id).await?;
@@ -42,19 +60,46 @@ async fn get_image(State(app): State<App>, BaseUrl(base): BaseUrl, Path(id): Pat
     Ok(([(header::CACHE_CONTROL, "no-cache")], Json(ImageView::new(&record, &base))).into_response())
 }
 
+/// Every image, newest first (admin).
+#[utoipa::path(
+    get, path = "/v1/images", tag = "images", operation_id = "listImages",
+    security(("adminToken" = [])),
+    params(super::openapi::PageQuery),
+    responses(
+        (status = 200, description = "One page of images.", body = ImagePage),
+        (status = 400, description = "`invalid_cursor`, `invalid_utf8` or `duplicate_parameter`.", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`: no admin token.", body = ErrorEnvelope),
+        (status = 422, description = "`bad_limit`.", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable`: storage failed; retry.", body = ErrorEnvelope),
+    )
+)]
 #[instrument(skip(app, base, params))]
 async fn list_images(
     _: Admin,
     State(app): State<App>,
     BaseUrl(base): BaseUrl,
     Params(params): Params,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<ImagePage>> {
     let (limit, cursor) = super::page_params(&params)?;
     let (records, next) = images::list(&app, limit, cursor).await?;
-    let views: Vec<_> = records.iter().map(|r| ImageView::new(r, &base)).collect();
-    Ok(Json(super::page_body("images", &views, next)))
+    let images = records.iter().map(|r| ImageView::new(r, &base)).collect();
+    Ok(Json(ImagePage { images, next_cursor: super::next_cursor(next) }))
 }
 
+/// Deletes an upload with its delete token (the image goes with its last upload), or the
+/// whole image as the admin.
+#[utoipa::path(
+    delete, path = "/v1/images/{id}", tag = "images", operation_id = "deleteImage",
+    security(("deleteToken" = []), ("adminToken" = [])),
+    params(("id" = String, Path, description = "The image id.", pattern = r"^[A-Za-z0-9_-]{8}$", example = "Ab3dE-9x")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "`unauthorized`: neither a delete token nor the admin token.", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`: the delete token is not this image's.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such image.", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable` (storage failed) or `busy` (changed concurrently); retry.", body = ErrorEnvelope),
+    )
+)]
 #[instrument(skip(app, headers))]
 async fn delete_image(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode> {
     if is_admin(&app, &headers).await? {
@@ -71,6 +116,42 @@ async fn delete_image(State(app): State<App>, headers: HeaderMap, Path(id): Path
 }
 
 /// `GET /i/{id}` and `GET /i/{id}.{ext}`, with `?size=small|medium|large`.
+#[utoipa::path(
+    get, path = "/i/{file}", tag = "images", operation_id = "serveImage",
+    description = "The image itself. Without `size`, the original as stored; with it, the variant of that size in the \
+        format the extension names or, without one, the best the `Accept` header takes (AVIF, then WebP), falling back \
+        to the original while the variant is not made yet. Supports `ETag`/`If-None-Match` and single byte ranges.",
+    params(
+        ("file" = String, Path, description = "The image id, optionally with an extension naming the variant's format.",
+            pattern = r"^[A-Za-z0-9_-]{8}(\.([Jj][Pp][Ee]?[Gg]|[Pp][Nn][Gg]|[Gg][Ii][Ff]|[Ww][Ee][Bb][Pp]|[Aa][Vv][Ii][Ff]))?$",
+            example = "Ab3dE-9x.jpg"),
+        ("size" = Option<String>, Query, pattern = "^(original|small|medium|large)?$", example = "medium",
+            description = "A variant: `small`, `medium` or `large`; `original` or empty means the original."),
+        ("Range" = Option<String>, Header, description = "One byte range (`bytes=0-1023`, `bytes=-500`); several ranges get the whole image."),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds."),
+        ("If-Range" = Option<String>, Header, description = "The range counts only when this is the current ETag."),
+    ),
+    responses(
+        (status = 200, description = "The image.",
+            content(
+                (super::openapi::Binary = "image/jpeg"), (super::openapi::Binary = "image/png"), (super::openapi::Binary = "image/gif"),
+                (super::openapi::Binary = "image/webp"), (super::openapi::Binary = "image/avif"),
+            ),
+            headers(("ETag" = String), ("Cache-Control" = String), ("Accept-Ranges" = String), ("Content-Length" = u64))),
+        (status = 206, description = "The byte range asked for.",
+            content(
+                (super::openapi::Binary = "image/jpeg"), (super::openapi::Binary = "image/png"), (super::openapi::Binary = "image/gif"),
+                (super::openapi::Binary = "image/webp"), (super::openapi::Binary = "image/avif"),
+            ),
+            headers(("Content-Range" = String), ("ETag" = String), ("Content-Length" = u64))),
+        (status = 304, description = "Not modified: `If-None-Match` names the current ETag.", headers(("ETag" = String))),
+        (status = 400, description = "`invalid_utf8` or `duplicate_parameter`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such image, or an unknown extension.", body = ErrorEnvelope),
+        (status = 416, description = "`range_not_satisfiable`.", body = ErrorEnvelope, headers(("Content-Range" = String))),
+        (status = 422, description = "`bad_size`.", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable`: storage failed; retry.", body = ErrorEnvelope),
+    )
+)]
 #[instrument(skip(app, headers, params))]
 async fn serve_image(
     State(app): State<App>,

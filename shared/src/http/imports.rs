@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use serde_json::Value;
 use tracing::instrument;
 
-use super::BaseUrl;
+use super::{BaseUrl, ErrorEnvelope};
 use crate::error::{Error, Refusal, Result};
 use crate::imports;
 use crate::state::App;
@@ -54,6 +54,38 @@ fn parse_urls(body: &[u8]) -> Result<Vec<String>> {
         .collect()
 }
 
+/// The body of `POST /v1/imports`. Only its schema is used: the handler reads the body as JSON
+/// by hand so that an error names the entry at fault ([`parse_urls`]).
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"urls": ["https://example.com/photo.jpg", "https://example.org/cat.png"]}))]
+#[allow(dead_code)]
+pub struct NewImport {
+    /// 1 to 100 `http` or `https` URLs without credentials, each at most 2048 bytes.
+    #[schema(min_items = 1, max_items = 100, inline)]
+    urls: Vec<ImportUrl>,
+}
+
+/// One URL to import.
+#[derive(utoipa::ToSchema)]
+#[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
+#[allow(dead_code)]
+struct ImportUrl(String);
+
+/// Queues a job importing 1 to 100 URLs.
+#[utoipa::path(
+    post, path = "/v1/imports", tag = "imports", operation_id = "createImport",
+    description = "Each URL is fetched in the background (public addresses only, at most 3 redirects, 10 s to \
+        respond, 50 MiB) and ingested like an upload.",
+    request_body(content = NewImport, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Queued; follow `status_url` (also in `Location`).", body = imports::CreatedView,
+            headers(("Location" = String, description = "The job's status URL."))),
+        (status = 400, description = "`invalid_utf8`.", body = ErrorEnvelope),
+        (status = 413, description = "`request_too_large`: a body over 256 KiB.", body = ErrorEnvelope),
+        (status = 422, description = "`bad_json`, `bad_urls` or `bad_url` (naming the entry).", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable` (storage failed) or `imports_unavailable`.", body = ErrorEnvelope),
+    )
+)]
 #[instrument(skip_all)]
 async fn create_import(State(app): State<App>, BaseUrl(base): BaseUrl, req: Request) -> Result<Response> {
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
@@ -66,6 +98,16 @@ async fn create_import(State(app): State<App>, BaseUrl(base): BaseUrl, req: Requ
     Ok((StatusCode::ACCEPTED, headers, Json(body)).into_response())
 }
 
+/// A job's status and each URL's.
+#[utoipa::path(
+    get, path = "/v1/imports/{job_id}", tag = "imports", operation_id = "getImport",
+    params(("job_id" = String, Path, pattern = r"^[A-Za-z0-9_-]{22}$", example = "Xb9kT3v9QzL0aBcDeFgHiJ")),
+    responses(
+        (status = 200, description = "The job.", body = imports::JobView),
+        (status = 404, description = "`not_found`: no such job.", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable`: storage failed; retry.", body = ErrorEnvelope),
+    )
+)]
 #[instrument(skip(app, base))]
 async fn import_status(State(app): State<App>, BaseUrl(base): BaseUrl, Path(job_id): Path<String>) -> Result<Response> {
     let view = imports::view(&app, &job_id, &base).await?;

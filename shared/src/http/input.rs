@@ -138,19 +138,17 @@ pub fn decode_cursor(s: &str) -> Option<Cursor> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).ok()?).ok()
 }
 
-/// One page of a listing as every listing answers it: `{"<field>": [...], "next_cursor": ...}`,
-/// with the cursor in the encoding [`decode_cursor`] reads back.
-pub fn page_body<T: serde::Serialize>(field: &str, items: &[T], next: Option<Cursor>) -> serde_json::Value {
-    let mut body = serde_json::Map::new();
-    body.insert(field.to_owned(), serde_json::to_value(items).unwrap_or_default());
-    body.insert("next_cursor".to_owned(), next.map(|c| encode_cursor(&c)).into());
-    body.into()
+/// The `next_cursor` of one page of a listing, as every listing answers it (`{"<items>": [...],
+/// "next_cursor": ...}`), in the encoding [`decode_cursor`] reads back; `None` on the last page.
+pub fn next_cursor(next: Option<Cursor>) -> Option<String> {
+    next.map(|c| encode_cursor(&c))
 }
 
 /// The `limit` (1 to 100, default 50) and `cursor` of a paged admin listing.
 pub fn page_params(params: &HashMap<String, String>) -> Result<(usize, Option<Cursor>), Error> {
+    // An empty `limit=` is no number either: only a missing one means the default.
     let limit = match params.get("limit").map(String::as_str) {
-        None | Some("") => 50,
+        None => 50,
         Some(s) => s
             .parse::<usize>()
             .ok()

@@ -18,7 +18,20 @@ pub fn routes(app: App) -> Router {
     Router::new().route("/metrics", get(page)).with_state(app)
 }
 
-async fn page(_: Admin) -> Response {
+#[utoipa::path(
+    get, path = "/metrics", tag = "meta", operation_id = "getMetrics",
+    description = "Only the local server serves this page; in AWS the same metrics are in CloudWatch, printed \
+        by the functions in the Embedded Metric Format.",
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "Every metric, in the Prometheus text format 0.0.4.",
+            content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 401, description = "`unauthorized`: no admin token.", body = super::ErrorEnvelope),
+        (status = 503, description = "`unavailable`: storage failed while checking the token; retry.",
+            body = super::ErrorEnvelope),
+    )
+)]
+pub(crate) async fn page(_: Admin) -> Response {
     // A process that installed no registry has observed nothing: every series is empty.
     let text = match metrics::registry() {
         Some(registry) => registry.render(),

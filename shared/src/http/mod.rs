@@ -1,6 +1,6 @@
 //! HTTP routers. Each function crate runs one of these with `lambda_http`; the local runner
 //! merges them all into one server. Everything here answers errors as
-//! `{"error": {"code", "message"}}`.
+//! `{"error": {"code", "message"}}` ([`ErrorEnvelope`]).
 
 pub mod accounts;
 pub mod images;
@@ -10,6 +10,7 @@ pub mod keepalive;
 pub mod links;
 pub mod memes;
 pub mod metrics;
+pub mod openapi;
 pub mod request_id;
 pub mod stats;
 pub mod upload;
@@ -20,13 +21,43 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use tracing::error;
 
 use crate::error::{Error, Refusal};
 use crate::state::App;
 use crate::store::StoreError;
-pub use input::{Params, page_body, page_params};
+pub use input::{Params, next_cursor, page_params};
+
+/// Every error answer: `{"error": {"code", "message", "request_id"}}`. The one type errors are
+/// serialized from, so the OpenAPI document's `ErrorEnvelope` is what clients get.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "no such image", "request_id": "3q2-7wEXAMPLEid0X9aBcQ"}}))]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// What went wrong: a stable machine-readable code and a message for people.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable across releases; clients branch on it.
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
+    /// The request's id, as in the `x-request-id` header (see `request_id`): present on every
+    /// answer to a request; absent only where no request is being answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl ErrorEnvelope {
+    /// The envelope of an error answered to the current request, whose id it carries.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        let request_id = crate::context::request_id();
+        ErrorEnvelope { error: ErrorBody { code: code.into(), message: message.into(), request_id } }
+    }
+}
 
 impl Error {
     /// The HTTP status this error answers with: the one place refusals become status codes.
@@ -60,11 +91,13 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        // 501 is a refusal (a format not offered), not a fault.
+        if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
             // The details go to the log, never to the client.
             error!(error = %self, "request failed");
         }
-        let mut response = (status, Json(error_body(self.code(), &self.public_message()))).into_response();
+        let body = ErrorEnvelope::new(self.code(), self.public_message());
+        let mut response = (status, Json(body)).into_response();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was never read, so the connection cannot carry another
             // request: say so, or a client reusing it would see its next request fail.
@@ -96,16 +129,6 @@ pub fn finish<S: Clone + Send + Sync + 'static>(router: axum::Router<S>) -> axum
         .layer(axum::middleware::from_fn(request_id::track))
 }
 
-/// The body of every error answer: `{"error": {"code", "message", "request_id"}}`, the id being
-/// that of the request answered (see [`request_id`]).
-pub fn error_body(code: &str, message: &str) -> serde_json::Value {
-    let mut error = json!({"code": code, "message": message});
-    if let Some(id) = crate::context::request_id() {
-        error["request_id"] = id.into();
-    }
-    json!({ "error": error })
-}
-
 async fn json_errors(response: Response) -> Response {
     let status = response.status();
     // JSON is already the error shape; HTML is one of our own pages (an unknown image's page
@@ -131,7 +154,7 @@ async fn json_errors(response: Response) -> Response {
         s if s.is_server_error() => "internal",
         _ => "error",
     };
-    let mut out = (status, Json(error_body(code, &message))).into_response();
+    let mut out = (status, Json(ErrorEnvelope::new(code, message))).into_response();
     for (name, value) in
         parts.headers.iter().filter(|(n, _)| *n != http::header::CONTENT_TYPE && *n != http::header::CONTENT_LENGTH)
     {

@@ -9,7 +9,7 @@ use axum::routing::get;
 use time::OffsetDateTime;
 use tracing::instrument;
 
-use super::Admin;
+use super::{Admin, ErrorEnvelope};
 use crate::error::Result;
 use crate::state::App;
 use crate::stats;
@@ -25,6 +25,15 @@ pub fn routes(app: App) -> Router {
 }
 
 /// Reads the counters; the number of items read does not depend on how many images exist.
+#[utoipa::path(
+    get, path = "/v1/stats", tag = "stats", operation_id = "getStats",
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "Formats, top cameras, uploads per day for 30 days, totals.", body = stats::Stats),
+        (status = 401, description = "`unauthorized`: no admin token.", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable`: storage failed; retry.", body = ErrorEnvelope),
+    )
+)]
 #[instrument(skip_all)]
 async fn get_stats(_: Admin, State(app): State<App>) -> Result<Response> {
     let today = OffsetDateTime::now_utc().date();

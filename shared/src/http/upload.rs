@@ -10,10 +10,9 @@ use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
 use tracing::instrument;
 
-use super::BaseUrl;
+use super::{BaseUrl, ErrorEnvelope};
 use crate::budget;
 use crate::error::{Error, Refusal, Result};
 use crate::images::{self, UploadView};
@@ -43,24 +42,57 @@ pub fn routes(app: App) -> Router {
 
 /// The optional body of `POST /v1/uploads`: the size the client means to send, checked early,
 /// and what it calls the file (logged only: the format is always sniffed from the bytes).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateUpload {
+#[schema(example = json!({"bytes": 12582912, "filename": "holiday.jpg", "content_type": "image/jpeg"}))]
+pub struct CreateUpload {
+    /// The file's size, if known: over 50 MiB is refused now rather than by the bucket.
+    #[schema(minimum = 1, maximum = 52428800)]
+    #[serde(default, deserialize_with = "crate::json::whole_number")]
     bytes: Option<u64>,
     filename: Option<String>,
     content_type: Option<String>,
 }
 
+/// What an upload of several files answers: one entry per file, in the request's order.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct UploadedImages {
+    pub images: Vec<UploadView>,
+}
+
+/// The answer of `POST /v1/images`: one file's view, or every file's for a multipart request of
+/// more than one file.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum UploadAnswer {
+    One(Box<UploadView>),
+    Many(UploadedImages),
+}
+
+/// A presigned form for one large file (up to 50 MiB), posted straight to the bucket.
+#[utoipa::path(
+    post, path = "/v1/uploads", tag = "uploads", operation_id = "createUpload",
+    request_body(content = Option<CreateUpload>, content_type = "application/json",
+        description = "Optional; an empty body asks for a form with no checks."),
+    responses(
+        (status = 201, description = "The form, its upload id and the upload's delete token.", body = uploads::Created),
+        (status = 400, description = "`invalid_utf8`.", body = ErrorEnvelope),
+        (status = 413, description = "`file_too_large` (over 50 MiB) or `request_too_large` (a body over 16 KiB).", body = ErrorEnvelope),
+        (status = 422, description = "`bad_json` or `bad_size`.", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable`: storage failed; retry.", body = ErrorEnvelope),
+    )
+)]
 #[instrument(skip_all)]
 async fn create_upload(State(app): State<App>, BaseUrl(base): BaseUrl, req: Request) -> Result<Response> {
     // The request is a few fields of JSON; anything large is not one.
     let body = axum::body::to_bytes(req.into_body(), 16 * 1024)
         .await
         .map_err(|_| Error::client(Refusal::TooLarge, "request_too_large", "the request body is too large"))?;
+    // An empty body, like `null`, asks for a form with no checks.
     let request: CreateUpload = if body.iter().all(u8::is_ascii_whitespace) {
         CreateUpload::default()
     } else {
-        super::input::parse_json(&body, "the body is not valid")?
+        super::input::parse_json::<Option<CreateUpload>>(&body, "the body is not valid")?.unwrap_or_default()
     };
     match request.bytes {
         Some(0) => return Err(Error::unprocessable("bad_size", "bytes must be at least 1")),
@@ -78,6 +110,16 @@ async fn create_upload(State(app): State<App>, BaseUrl(base): BaseUrl, req: Requ
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+/// How a presigned upload stands.
+#[utoipa::path(
+    get, path = "/v1/uploads/{upload_id}", tag = "uploads", operation_id = "getUpload",
+    params(("upload_id" = String, Path, pattern = r"^[A-Za-z0-9_-]{22}$", example = "Xb9kT3v9QzL0aBcDeFgHiJ")),
+    responses(
+        (status = 200, description = "`waiting`, `expired`, `done` (with the image) or `failed` (with the reason).", body = uploads::UploadStatus),
+        (status = 404, description = "`not_found`: no such upload.", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable`: storage failed; retry.", body = ErrorEnvelope),
+    )
+)]
 #[instrument(skip(app, base))]
 async fn upload_status(State(app): State<App>, BaseUrl(base): BaseUrl, Path(id): Path<String>) -> Result<Response> {
     let status = uploads::status(&app, &id, &base).await?;
@@ -86,6 +128,23 @@ async fn upload_status(State(app): State<App>, BaseUrl(base): BaseUrl, Path(id):
 
 /// Local mode's equivalent of the bucket's form endpoint. In AWS the form posts to S3 and this
 /// route does not exist.
+#[utoipa::path(
+    post, path = "/v1/uploads/{upload_id}", tag = "uploads", operation_id = "receiveUpload",
+    description = "Local runner only: the stand-in for the bucket's form endpoint that `form.url` names. In AWS \
+        the form posts to S3 and this answers 404.",
+    params(("upload_id" = String, Path, pattern = r"^[A-Za-z0-9_-]{22}$", example = "Xb9kT3v9QzL0aBcDeFgHiJ")),
+    request_body(content = super::openapi::FormUpload, content_type = "multipart/form-data",
+        description = "The form's `fields`, then exactly one `file` part."),
+    responses(
+        (status = 204, description = "Stored; ingest follows (see `GET /v1/uploads/{upload_id}`)."),
+        (status = 404, description = "`not_found`: no such upload (or not the local runner).", body = ErrorEnvelope),
+        (status = 409, description = "`already_uploaded`.", body = ErrorEnvelope),
+        (status = 410, description = "`expired`: the form has expired.", body = ErrorEnvelope),
+        (status = 413, description = "`file_too_large`.", body = ErrorEnvelope),
+        (status = 422, description = "`bad_multipart`, `no_files`, `one_file` or `too_many_files`.", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable`: storage failed; retry.", body = ErrorEnvelope),
+    )
+)]
 #[instrument(skip(app, req))]
 async fn receive_local_upload(State(app): State<App>, Path(id): Path<String>, req: Request) -> Result<StatusCode> {
     if !matches!(app.uploads, UploadTarget::Local) {
@@ -113,6 +172,28 @@ pub(crate) struct Part {
     pub(crate) bytes: Bytes,
 }
 
+/// Uploads images: the raw bytes of one, or `multipart/form-data` with 1 to 20 `file` parts.
+#[utoipa::path(
+    post, path = "/v1/images", tag = "images", operation_id = "uploadImages",
+    description = "Every file is checked before any is stored, so one bad file stores nothing. At most 5 MiB per \
+        request (`POST /v1/uploads` takes larger files). The format is sniffed from the bytes: JPEG, PNG, GIF or WebP.",
+    request_body(
+        description = "The image itself, or a multipart form of `file` parts.",
+        content(
+            (super::openapi::Binary = "image/*"),
+            (super::openapi::Binary = "application/octet-stream"),
+            (super::openapi::MultipartImages = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "Stored (one file: its view; several: `images`, one view each).", body = UploadAnswer),
+        (status = 200, description = "Every file's bytes were known already (`duplicate: true`).", body = UploadAnswer),
+        (status = 413, description = "`request_too_large` (over 5 MiB), `too_many_pixels`, `too_many_frames`, `too_many_scans` or `too_complex`.", body = ErrorEnvelope),
+        (status = 415, description = "`unsupported_content_type`, `unsupported_media_type` (not JPEG, PNG, GIF or WebP) or `unsupported_image`.", body = ErrorEnvelope),
+        (status = 422, description = "`empty_body`, `empty_file`, `bad_multipart`, `no_files`, `too_many_files`, `unreadable_image` or `damaged_image`.", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable` (storage failed) or `busy`; retry.", body = ErrorEnvelope),
+    )
+)]
 #[instrument(skip_all)]
 async fn upload_images(State(app): State<App>, BaseUrl(base): BaseUrl, req: Request) -> Result<Response> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
@@ -141,11 +222,14 @@ async fn upload_images(State(app): State<App>, BaseUrl(base): BaseUrl, req: Requ
         views.push(UploadView::new(&stored, token, &base));
     }
     let status = if views.iter().any(|v| !v.duplicate) { StatusCode::CREATED } else { StatusCode::OK };
-    Ok(if views.len() == 1 {
-        (status, Json(views.pop())).into_response()
-    } else {
-        (status, Json(json!({ "images": views }))).into_response()
-    })
+    let answer = match views.pop() {
+        Some(only) if views.is_empty() => UploadAnswer::One(Box::new(only)),
+        last => {
+            views.extend(last);
+            UploadAnswer::Many(UploadedImages { images: views })
+        }
+    };
+    Ok((status, Json(answer)).into_response())
 }
 
 /// Checks every file before any is stored, so one bad file leaves nothing half-written. In a

@@ -15,10 +15,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
 use tracing::instrument;
 
-use super::{Params, base_url};
+use super::{ErrorEnvelope, Params, base_url};
 use crate::error::{Error, Refusal, Result};
 use crate::images::{self, Preview};
 use crate::secret;
@@ -108,27 +107,83 @@ struct WebState {
     assets: Arc<Assets>,
 }
 
-/// The function's router, as its Lambda runs it.
+/// The function's router, as its Lambda runs it. It also serves the API's OpenAPI document
+/// (`GET /v1/openapi.json`, [`super::openapi`]): the document is as public as the pages and,
+/// like them, compiled in, so it needs nothing a function of its own would add.
 pub fn router(app: App) -> Router {
-    super::finish(routes(app, Assets::Embedded))
+    super::finish(routes(app.clone(), Assets::Embedded).merge(super::openapi::routes(app)))
 }
 
 /// The routes alone, for merging with other functions' routes (the local runner).
 pub fn routes(app: App, assets: Assets) -> Router {
     let state = WebState { app, assets: Arc::new(assets) };
-    let page = |index: usize| move |s: State<WebState>, h: HeaderMap| render(s, h, index, Head::default());
     Router::new()
-        .route("/", get(page(0)))
+        .route("/", get(upload_page))
         .route("/v/{id}", get(image_page))
         .route("/oembed", get(oembed))
-        .route("/u/{token}", get(page(2)))
-        .route("/imports", get(page(3)))
-        .route("/keepalive", get(page(4)))
-        .route("/memes", get(page(5)))
-        .route("/admin", get(page(6)))
+        .route("/u/{token}", get(invite_page))
+        .route("/imports", get(imports_page))
+        .route("/keepalive", get(keepalive_page))
+        .route("/memes", get(memes_page))
+        .route("/admin", get(admin_page))
         .route("/assets/{file}", get(asset))
         .route("/v1/sharex.sxcu", get(sharex))
         .with_state(state)
+}
+
+/// Upload images: drag and drop, file picker or paste.
+#[utoipa::path(
+    get, path = "/", tag = "pages", operation_id = "uploadPage",
+    responses((status = 200, description = "The page.", content_type = "text/html", body = String)),
+)]
+async fn upload_page(state: State<WebState>, headers: HeaderMap) -> Result<Response> {
+    render(state, headers, 0, Head::default()).await
+}
+
+/// An invitation: time and uploads left, then the uploader.
+#[utoipa::path(
+    get, path = "/u/{token}", tag = "pages", operation_id = "invitePage",
+    params(("token" = String, Path, description = "The link's token; the page reads it with `GET /v1/links/{key}`.")),
+    responses((status = 200, description = "The page.", content_type = "text/html", body = String)),
+)]
+async fn invite_page(state: State<WebState>, headers: HeaderMap) -> Result<Response> {
+    render(state, headers, 2, Head::default()).await
+}
+
+/// Import images by URL.
+#[utoipa::path(
+    get, path = "/imports", tag = "pages", operation_id = "importsPage",
+    responses((status = 200, description = "The page.", content_type = "text/html", body = String)),
+)]
+async fn imports_page(state: State<WebState>, headers: HeaderMap) -> Result<Response> {
+    render(state, headers, 3, Head::default()).await
+}
+
+/// Imgur keep-alive.
+#[utoipa::path(
+    get, path = "/keepalive", tag = "pages", operation_id = "keepalivePage",
+    responses((status = 200, description = "The page.", content_type = "text/html", body = String)),
+)]
+async fn keepalive_page(state: State<WebState>, headers: HeaderMap) -> Result<Response> {
+    render(state, headers, 4, Head::default()).await
+}
+
+/// Memes, with an API key.
+#[utoipa::path(
+    get, path = "/memes", tag = "pages", operation_id = "memesPage",
+    responses((status = 200, description = "The page.", content_type = "text/html", body = String)),
+)]
+async fn memes_page(state: State<WebState>, headers: HeaderMap) -> Result<Response> {
+    render(state, headers, 5, Head::default()).await
+}
+
+/// Administration, with the admin token.
+#[utoipa::path(
+    get, path = "/admin", tag = "pages", operation_id = "adminPage",
+    responses((status = 200, description = "The page.", content_type = "text/html", body = String)),
+)]
+async fn admin_page(state: State<WebState>, headers: HeaderMap) -> Result<Response> {
+    render(state, headers, 6, Head::default()).await
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -148,6 +203,15 @@ struct Head {
 /// Graph and Twitter card tags, and the oEmbed link) rendered here, for the chat apps and
 /// social networks that read a shared link's HTML without running it. An id that is not an
 /// image answers the same page with 404 and no tags.
+#[utoipa::path(
+    get, path = "/v/{id}", tag = "pages", operation_id = "imagePage",
+    params(("id" = String, Path, description = "The image id.")),
+    responses(
+        (status = 200, description = "The image page, with its link preview tags.", content_type = "text/html", body = String),
+        (status = 404, description = "The same page without tags: no such image.", content_type = "text/html", body = String),
+        (status = 503, description = "`unavailable`: storage failed; retry.", body = ErrorEnvelope),
+    ),
+)]
 #[instrument(skip(state, headers))]
 async fn image_page(State(state): State<WebState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response> {
     let head = match images::get_active(&state.app, &id).await {
@@ -197,9 +261,27 @@ fn urlencoding(value: &str) -> String {
 /// `GET /oembed?url=&format=json&maxwidth=&maxheight=`: the oEmbed answer for an image page or
 /// image link of this site. A URL that is not one of ours, or an image that does not exist,
 /// answers 404, as the oEmbed specification asks; a format other than JSON answers 501.
+#[utoipa::path(
+    get, path = "/oembed", tag = "pages", operation_id = "oembed",
+    params(
+        ("url" = String, Query, description = "An image page (`/v/{id}`) or image (`/i/{id}[.ext]`) URL of this site.",
+            example = "https://img.example/v/Ab3dE-9x"),
+        ("format" = Option<String>, Query, description = "Only `json` is offered."),
+        ("maxwidth" = Option<u32>, Query, minimum = 1, description = "The largest width the consumer takes."),
+        ("maxheight" = Option<u32>, Query, minimum = 1, description = "The largest height the consumer takes."),
+    ),
+    responses(
+        (status = 200, description = "The oEmbed `photo` answer.", body = images::OEmbed),
+        (status = 400, description = "`missing_url`, `bad_parameter`, `invalid_utf8` or `duplicate_parameter`.", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: not an image of this site.", body = ErrorEnvelope),
+        (status = 501, description = "`unsupported_format`: a format other than `json`.", body = ErrorEnvelope),
+        (status = 503, description = "`unavailable`: storage failed; retry.", body = ErrorEnvelope),
+    ),
+)]
 #[instrument(skip_all)]
 async fn oembed(State(state): State<WebState>, headers: HeaderMap, Params(params): Params) -> Result<Response> {
-    if params.get("format").is_some_and(|f| f != "json") {
+    // An empty `format` is no format, as with every other optional parameter here.
+    if params.get("format").is_some_and(|f| !f.is_empty() && f != "json") {
         return Err(Error::client(Refusal::NotImplemented, "unsupported_format", "only the json format is offered"));
     }
     let dimension = |name: &str| -> Result<Option<u32>> {
@@ -318,6 +400,20 @@ fn content_security_policy(app: &App, headers: &HeaderMap) -> String {
     )
 }
 
+/// The front end's scripts, stylesheet and favicon.
+#[utoipa::path(
+    get, path = "/assets/{file}", tag = "pages", operation_id = "asset",
+    params(
+        ("file" = String, Path, example = "app.js"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds."),
+    ),
+    responses(
+        (status = 200, description = "The file.", headers(("ETag" = String)),
+            content((String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the current ETag.", headers(("ETag" = String))),
+        (status = 404, description = "`not_found`: no such file.", body = ErrorEnvelope),
+    ),
+)]
 #[instrument(skip(state, headers))]
 async fn asset(State(state): State<WebState>, headers: HeaderMap, Path(file): Path<String>) -> Result<Response> {
     let bytes = state.assets.get(&format!("assets/{file}")).ok_or_else(|| Error::not_found("file"))?;
@@ -348,23 +444,28 @@ async fn asset(State(state): State<WebState>, headers: HeaderMap, Path(file): Pa
 /// A ShareX custom uploader for this deployment: files go to `POST /v1/images`, the link comes
 /// from the answer, and the deletion URL opens the image page with the delete token in the
 /// fragment (browsers never send a fragment to the server, so the token is not logged).
+#[utoipa::path(
+    get, path = "/v1/sharex.sxcu", tag = "pages", operation_id = "sharex",
+    responses((status = 200, description = "The ShareX custom uploader, as a download.", body = ShareX,
+        headers(("Content-Disposition" = String)))),
+)]
 #[instrument(skip_all)]
 async fn sharex(State(state): State<WebState>, headers: HeaderMap) -> Response {
     let base = base_url(&state.app, &headers);
     let host = url::Url::parse(&base).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
-    let body = json!({
-        "Version": "13.7.0",
-        "Name": format!("imghost ({host})"),
-        "DestinationType": "ImageUploader",
-        "RequestMethod": "POST",
-        "RequestURL": format!("{base}/v1/images"),
-        "Body": "MultipartFormData",
-        "FileFormName": "file",
-        "URL": "{json:link}",
-        "ThumbnailURL": "{json:variants.small.url}",
-        "DeletionURL": format!("{base}/v/{{json:id}}#delete={{json:delete_token}}"),
-        "ErrorMessage": "{json:error.message}",
-    });
+    let body = ShareX {
+        version: "13.7.0",
+        name: format!("imghost ({host})"),
+        destination_type: "ImageUploader",
+        request_method: "POST",
+        request_url: format!("{base}/v1/images"),
+        body: "MultipartFormData",
+        file_form_name: "file",
+        url: "{json:link}",
+        thumbnail_url: "{json:variants.small.url}",
+        deletion_url: format!("{base}/v/{{json:id}}#delete={{json:delete_token}}"),
+        error_message: "{json:error.message}",
+    };
     let text = serde_json::to_string_pretty(&body).unwrap_or_default();
     let disposition = format!("attachment; filename=\"imghost-{}.sxcu\"", host.replace('"', ""));
     (
@@ -376,6 +477,29 @@ async fn sharex(State(state): State<WebState>, headers: HeaderMap) -> Response {
         text,
     )
         .into_response()
+}
+
+/// A ShareX custom uploader (`.sxcu`): the fields ShareX reads, in its own names, in
+/// alphabetical order as the file has always listed them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ShareX {
+    body: &'static str,
+    #[serde(rename = "DeletionURL")]
+    deletion_url: String,
+    destination_type: &'static str,
+    error_message: &'static str,
+    file_form_name: &'static str,
+    name: String,
+    request_method: &'static str,
+    #[serde(rename = "RequestURL")]
+    request_url: String,
+    #[serde(rename = "ThumbnailURL")]
+    thumbnail_url: &'static str,
+    #[serde(rename = "URL")]
+    url: &'static str,
+    #[schema(example = "13.7.0")]
+    version: &'static str,
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ impl State {
 }
 
 /// Where an image's variants stand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VariantsStatus {
     Pending,

@@ -1,6 +1,7 @@
 //! The public JSON views of an image. GPS is never part of them.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::ingest::Stored;
 use super::record::{ImageRecord, VariantsStatus};
@@ -8,9 +9,10 @@ use crate::media::variants::Size;
 
 /// One size of an image: `url` gets the best format the browser accepts; `formats` lists each
 /// format it is made in, with a URL that always gets that one.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct VariantView {
     pub status: VariantsStatus,
+    #[schema(example = "https://img.example/i/Ab3dE-9x?size=small")]
     pub url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
@@ -19,21 +21,33 @@ pub struct VariantView {
     pub formats: Vec<VariantFormatView>,
 }
 
-#[derive(Debug, Serialize)]
+/// One format a size is made in.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct VariantFormatView {
+    #[schema(example = "webp")]
     pub format: &'static str,
+    #[schema(example = "image/webp")]
     pub mime: &'static str,
     pub url: String,
     pub bytes: u64,
 }
 
 /// The public metadata of an image. GPS is deliberately absent.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ImageView {
+    /// 8 characters of URL-safe base64.
+    #[schema(example = "Ab3dE-9x", pattern = "^[A-Za-z0-9_-]{8}$")]
     pub id: String,
+    /// The original: `/i/{id}.{ext}`.
+    #[schema(example = "https://img.example/i/Ab3dE-9x.jpg")]
     pub link: String,
+    /// The image's web page: `/v/{id}`.
+    #[schema(example = "https://img.example/v/Ab3dE-9x")]
     pub page: String,
+    #[schema(example = "image/jpeg")]
     pub mime: &'static str,
+    /// `jpeg`, `png`, `gif` or `webp`.
+    #[schema(example = "jpeg")]
     pub format: &'static str,
     pub width: u32,
     pub height: u32,
@@ -45,41 +59,48 @@ pub struct ImageView {
     pub camera_model: Option<String>,
     pub taken_at: Option<String>,
     pub created_at: String,
-    pub variants: std::collections::BTreeMap<&'static str, VariantView>,
+    pub variants: SizeVariants,
+}
+
+/// The three variant sizes (320, 1024 and 2048 px on the longer side). The fields are in
+/// alphabetical order, as the answer has always listed them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SizeVariants {
+    pub large: VariantView,
+    pub medium: VariantView,
+    pub small: VariantView,
 }
 
 impl ImageView {
     pub fn new(r: &ImageRecord, base: &str) -> Self {
         let (dw, dh) = r.display_dimensions();
-        let variants = Size::ALL
-            .into_iter()
-            .map(|size| {
-                let made = r.variant(size);
-                let status = match (made, r.variants) {
-                    (Some(_), _) => VariantsStatus::Ready,
-                    (None, VariantsStatus::Failed) => VariantsStatus::Failed,
-                    _ => VariantsStatus::Pending,
-                };
-                let formats = r
-                    .made_variants()
-                    .filter(|v| v.size == size)
-                    .map(|v| VariantFormatView {
-                        format: v.format.name(),
-                        mime: v.format.mime(),
-                        url: format!("{base}/i/{}.{}?size={}", r.id, v.format.ext(), size.name()),
-                        bytes: v.bytes,
-                    })
-                    .collect();
-                let view = VariantView {
-                    status,
-                    url: format!("{base}/i/{}?size={}", r.id, size.name()),
-                    width: made.map(|v| v.width),
-                    height: made.map(|v| v.height),
-                    formats,
-                };
-                (size.name(), view)
-            })
-            .collect();
+        let variant = |size: Size| {
+            let made = r.variant(size);
+            let status = match (made, r.variants) {
+                (Some(_), _) => VariantsStatus::Ready,
+                (None, VariantsStatus::Failed) => VariantsStatus::Failed,
+                _ => VariantsStatus::Pending,
+            };
+            let formats = r
+                .made_variants()
+                .filter(|v| v.size == size)
+                .map(|v| VariantFormatView {
+                    format: v.format.name(),
+                    mime: v.format.mime(),
+                    url: format!("{base}/i/{}.{}?size={}", r.id, v.format.ext(), size.name()),
+                    bytes: v.bytes,
+                })
+                .collect();
+            VariantView {
+                status,
+                url: format!("{base}/i/{}?size={}", r.id, size.name()),
+                width: made.map(|v| v.width),
+                height: made.map(|v| v.height),
+                formats,
+            }
+        };
+        let variants =
+            SizeVariants { large: variant(Size::Large), medium: variant(Size::Medium), small: variant(Size::Small) };
         ImageView {
             id: r.id.clone(),
             link: format!("{base}/i/{}.{}", r.id, r.format.ext()),
@@ -102,11 +123,14 @@ impl ImageView {
 }
 
 /// What an upload answers: the public view plus this upload's token.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UploadView {
     #[serde(flatten)]
     pub image: ImageView,
+    /// The same bytes were uploaded before: this upload shares their image.
     pub duplicate: bool,
+    /// Shown once: deletes this upload (`X-Delete-Token`).
+    #[schema(example = "q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c")]
     pub delete_token: String,
 }
 
@@ -179,10 +203,12 @@ fn title(r: &ImageRecord) -> String {
 /// An oEmbed answer of type `photo` (oembed.com §2.3.4): the largest of the [`renditions`]
 /// within the consumer's `maxwidth` and `maxheight` (the smallest when none fits), with the
 /// small variant as its thumbnail.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OEmbed {
+    #[schema(example = "1.0")]
     pub version: &'static str,
     #[serde(rename = "type")]
+    #[schema(example = "photo")]
     pub kind: &'static str,
     pub title: String,
     pub provider_name: &'static str,

@@ -8,13 +8,15 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+
 use time::OffsetDateTime;
 use tracing::{info, instrument, warn};
 
 use super::sweep::LoadMessage;
 use super::url::IMGUR_HOSTS;
-use super::{ENTRY_SK, HISTORY, MAX_TRIES, Status, canonical_imgur_url, due_pk, due_sk, entry_pk, rfc3339, shard_of};
+use super::{
+    ENTRY_SK, HISTORY, LoadRecord, MAX_TRIES, Status, canonical_imgur_url, due_pk, due_sk, entry_pk, rfc3339, shard_of,
+};
 use crate::error::Result;
 use crate::metrics;
 use crate::state::App;
@@ -233,8 +235,9 @@ async fn record(
     now: OffsetDateTime,
 ) -> Result<()> {
     let id = entry.str("id").unwrap_or_default();
-    let mut history: Vec<Value> = entry.str("history").and_then(|h| serde_json::from_str(h).ok()).unwrap_or_default();
-    history.insert(0, json!({"at": rfc3339(now), "http_status": http_status, "outcome": outcome.label()}));
+    let mut history: Vec<LoadRecord> =
+        entry.str("history").and_then(|h| serde_json::from_str(h).ok()).unwrap_or_default();
+    history.insert(0, LoadRecord { at: rfc3339(now), http_status, outcome: outcome.label().to_owned() });
     history.truncate(HISTORY);
     let tries = entry.num("tries").unwrap_or(0);
     let (status, next, tries) = match outcome {
@@ -249,7 +252,7 @@ async fn record(
     };
     let mut update = Update::new()
         .set("status", status.as_str())
-        .set("history", Value::Array(history).to_string())
+        .set("history", serde_json::to_string(&history).unwrap_or_else(|_| "[]".to_owned()))
         .set("tries", tries)
         .remove("claim")
         .remove("started")

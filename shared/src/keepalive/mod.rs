@@ -24,7 +24,6 @@ pub mod sweep;
 pub mod url;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tracing::{info, instrument};
 
@@ -69,8 +68,9 @@ fn due_sk(epoch: i64, id: &str) -> String {
 }
 
 /// Where an entry stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = KeepaliveStatus)]
 pub enum Status {
     /// Scheduled for its next load.
     Waiting,
@@ -138,7 +138,8 @@ pub fn entry_item(id: &str, url: &str, manage_digest: &str, created: OffsetDateT
 }
 
 /// A new entry as the API answers it, with its manage token shown once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = KeepaliveCreated)]
 pub struct Created {
     #[serde(flatten)]
     pub entry: EntryView,
@@ -194,18 +195,32 @@ pub async fn view(app: &App, id: &str) -> Result<EntryView> {
 }
 
 /// An entry as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = KeepaliveEntry)]
 pub struct EntryView {
+    #[schema(example = "kT3v9QzL0aBcDeFgHiJkLm")]
     pub id: Option<String>,
+    #[schema(example = "https://imgur.com/a/AbCdEfG")]
     pub url: Option<String>,
-    pub status: Option<&'static str>,
+    pub status: Option<Status>,
     pub created_at: Option<String>,
     pub last_loaded_at: Option<String>,
     /// When the next load is due, while one is scheduled.
     pub next_load_at: Option<String>,
     pub loads: i64,
     /// The latest loads, newest first, as recorded by the loader.
-    pub history: Value,
+    pub history: Vec<LoadRecord>,
+}
+
+/// One load of an entry, as its history records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoadRecord {
+    /// When the load was made (RFC 3339).
+    pub at: String,
+    /// Imgur's answer, when one came.
+    pub http_status: Option<u16>,
+    /// What the load found: `ok`, `gone`, `dry_run`, or why it failed.
+    pub outcome: String,
 }
 
 fn view_of(item: &Item) -> EntryView {
@@ -216,12 +231,12 @@ fn view_of(item: &Item) -> EntryView {
     EntryView {
         id: text("id"),
         url: text("url"),
-        status: status.map(Status::as_str),
+        status,
         created_at: text("created_at"),
         last_loaded_at: text("last_loaded_at"),
         next_load_at: if scheduled { next.map(rfc3339) } else { None },
         loads: item.num("loads").unwrap_or(0),
-        history: item.str("history").and_then(|h| serde_json::from_str(h).ok()).unwrap_or(json!([])),
+        history: item.str("history").and_then(|h| serde_json::from_str(h).ok()).unwrap_or_default(),
     }
 }
 

@@ -18,8 +18,8 @@ pub mod render;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+
 use time::OffsetDateTime;
 use tracing::{info, instrument, warn};
 
@@ -40,7 +40,7 @@ pub const IDEMPOTENCY_WINDOW: time::Duration = time::Duration::hours(24);
 pub const TAKEOVER: time::Duration = time::Duration::seconds(60);
 
 /// What the meme is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemeFormat {
     Text,
@@ -124,9 +124,20 @@ impl MemeRequest {
 /// The answer to a meme request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
-    pub body: Value,
+    pub body: MemeBody,
     /// The answer is a replay of an earlier request with the same key.
     pub replayed: bool,
+}
+
+/// What `GET /v1/memes` answers, and what an idempotency key's record keeps for its replays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"meme": "Xb9kT3v9QzL0aBcDeFgHiJ_52.52_13.405_hello", "format": "text", "remaining": 41}))]
+pub struct MemeBody {
+    /// The text meme (`<account>_<lat>_<lon>_<query>`), or the link of the image meme.
+    pub meme: String,
+    pub format: MemeFormat,
+    /// Tokens left on the account after this meme.
+    pub remaining: i64,
 }
 
 enum Charged {
@@ -137,7 +148,7 @@ enum Charged {
     },
     /// The key's earlier request died after its charge; this one finishes it.
     TakenOver,
-    Replay(Value),
+    Replay(MemeBody),
 }
 
 fn idem_sk(key: &str) -> String {
@@ -181,10 +192,10 @@ pub async fn deliver(
         Charged::Fresh { remaining: Some(n) } => n,
         _ => accounts::remaining(app, account_id).await?,
     };
-    let format = if req.format == MemeFormat::Text { "text" } else { "image" };
-    let body = json!({"meme": meme, "format": format, "remaining": remaining});
+    let body = MemeBody { meme, format: req.format, remaining };
     if let Some(k) = key {
-        let update = Update::new().set("status", "done").set("answer", body.to_string()).remove("pending_until");
+        let answer = serde_json::to_string(&body).map_err(Error::internal)?;
+        let update = Update::new().set("status", "done").set("answer", answer).remove("pending_until");
         let pk = accounts::partition(account_id);
         if let Err(e) = app.table.update(&pk, &idem_sk(k), update, Some(Cond::Exists)).await {
             // The meme was delivered and charged; a replay will take over and answer again.
@@ -236,7 +247,12 @@ async fn charge(app: &App, account_id: &str, req: &MemeRequest, key: Option<&str
                 ));
             }
             if existing.str("status") == Some("done") {
-                let body = existing.str("answer").and_then(|a| serde_json::from_str(a).ok()).unwrap_or(Value::Null);
+                // A record is only ever marked done with its answer, so one that does not read
+                // back is a fault of the store, not of the request.
+                let body = existing
+                    .str("answer")
+                    .and_then(|a| serde_json::from_str(a).ok())
+                    .ok_or_else(|| Error::internal("an idempotent answer does not read back"))?;
                 return Ok(Charged::Replay(body));
             }
             // Pending: still running elsewhere, or died after its charge. Take it over only when
