@@ -65,21 +65,21 @@ macro_rules! metrics {
 }
 
 metrics! {
-    UPLOADS = "Uploads", Count, Counter, Some("Format"), "Uploads stored (new images and duplicates), by format.";
-    UPLOAD_BYTES = "UploadBytes", Bytes, Counter, Some("Format"), "Bytes of the uploads stored, by format.";
+    UPLOADS = "Uploads", Count, Counter, Some("Format"), "Uploads accepted (new images and duplicates; a redelivery is not counted again), by format.";
+    UPLOAD_BYTES = "UploadBytes", Bytes, Counter, Some("Format"), "Bytes received in accepted uploads (duplicates included; after metadata is stripped), by format.";
     DUPLICATES = "Duplicates", Count, Counter, None, "Uploads whose bytes were already stored.";
-    INGEST_LATENCY = "IngestLatency", Milliseconds, Histogram, None, "Time from checking an upload to having stored it.";
+    INGEST_LATENCY = "IngestLatency", Milliseconds, Histogram, None, "Time an upload took to check and to store, per file.";
     VARIANT_PASSES = "VariantPasses", Count, Counter, Some("Pass"), "Variant passes that stored their variants, by pass (first or avif).";
     VARIANT_FAILURES = "VariantFailures", Count, Counter, Some("Pass"), "Variant passes that failed, by pass; a retried pass counts each failure.";
     VARIANT_LATENCY = "VariantLatency", Milliseconds, Histogram, Some("Pass"), "Time a variant pass took, by pass.";
-    IMPORT_OUTCOMES = "ImportOutcomes", Count, Counter, Some("Outcome"), "Imported URLs by outcome: ok, or the error code of the failure.";
+    IMPORT_OUTCOMES = "ImportOutcomes", Count, Counter, Some("Outcome"), "Import tries by outcome: ok, retrying (a transient failure, tried again), or the error code of the final failure.";
     KEEPALIVE_OUTCOMES = "KeepaliveOutcomes", Count, Counter, Some("Outcome"), "Keep-alive views by outcome.";
-    MEMES_CHARGED = "MemesCharged", Count, Counter, None, "Memes made and paid with a token.";
+    MEMES_CHARGED = "MemesCharged", Count, Counter, None, "Tokens taken for memes, once each (a meme that then cannot be made is also counted in MemeRefunds).";
     PAYMENT_REQUIRED = "PaymentRequired", Count, Counter, None, "Meme requests refused with 402 for want of tokens.";
     MEME_REFUNDS = "MemeRefunds", Count, Counter, None, "Tokens given back because a charged meme could not be made.";
     LINK_USES = "LinkUses", Count, Counter, None, "Uses of invitation links claimed by uploads (uses given back after a failed store are not subtracted).";
-    CLIENT_ERRORS = "ClientErrors", Count, Counter, Some("Route"), "Answers with a 4xx status, by route template.";
-    SERVER_ERRORS = "ServerErrors", Count, Counter, Some("Route"), "Answers with a 5xx status, by route template.";
+    CLIENT_ERRORS = "ClientErrors", Count, Counter, Some("Route"), "Answers with a 4xx status (and 501, a format not offered), by route template.";
+    SERVER_ERRORS = "ServerErrors", Count, Counter, Some("Route"), "Answers with a 5xx status other than 501, by route template.";
 }
 
 /// The upper bounds of the latency histograms' buckets, in milliseconds.

@@ -54,9 +54,14 @@ async fn upload_dedupe_variants_and_delete_on_s3_and_dynamodb() {
     let second = images::store(&app, &prepared, &secret::digest_hex("token-2")).await.unwrap();
     // then the second is a duplicate of the first, and a retried store of it changes nothing.
     assert!(!first.duplicate && second.duplicate);
+    assert!(!first.repeated && !second.repeated);
     assert_eq!(first.image.id, second.image.id);
     let again = images::store(&app, &prepared, &secret::digest_hex("token-2")).await.unwrap();
     assert_eq!(again.image.refs, 2);
+    // It says it was a repeat, so that the upload metrics do not count it twice; so is the
+    // redelivery of the first upload, which made the image.
+    assert!(again.repeated);
+    assert!(images::store(&app, &prepared, &secret::digest_hex("token-1")).await.unwrap().repeated);
 
     // When the worker handles the original's object-created event,
     workers::resize::handle_key(&app, &first.image.original_key()).await.unwrap();

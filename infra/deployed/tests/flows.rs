@@ -608,13 +608,16 @@ async fn stats_count_what_the_flows_did(stack: &Stack, f: &Functions, stored: &S
 async fn request_ids_and_metrics_reach_the_logs(stack: &Stack, f: &Functions) {
     // Given the upload function with JSON logs, as the template's LoggingConfig sets them (the
     // harness passes no LoggingConfig, so this process is told directly),
+    let mut namespace = None;
     let upload = stack
         .spawn_with("UploadFunction", |facts| {
+            namespace = facts.environment.get("IMGHOST_METRICS_NAMESPACE").cloned();
             facts.environment.insert("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into());
         })
         .await;
-    let namespace = upload.environ().and_then(|e| e.get("IMGHOST_METRICS_NAMESPACE").cloned());
-    let namespace = namespace.unwrap_or_else(|| "imghost".to_owned());
+    // The template names the namespace after the stack.
+    let namespace = namespace.expect("the template sets IMGHOST_METRICS_NAMESPACE");
+    assert!(namespace.starts_with("imghost/"), "{namespace}");
 
     // when a photo is uploaded with a client's own id, and a text file is refused,
     let stored = ok(upload
@@ -681,7 +684,9 @@ async fn request_ids_and_metrics_reach_the_logs(stack: &Stack, f: &Functions) {
             .collect();
         let count = |metric: &str| emf.iter().filter(|l| l.get(metric).is_some()).count();
         assert!(count("VariantPasses") >= 1, "{pass}: {}", worker.log_tail());
-        assert_eq!(count("VariantPasses"), count("VariantLatency"), "{pass}: {}", worker.log_tail());
+        // Each pass prints its two lines one after the other; the kept window of the log may
+        // begin between them.
+        assert!(count("VariantPasses").abs_diff(count("VariantLatency")) <= 1, "{pass}: {}", worker.log_tail());
         assert_eq!(count("VariantFailures"), 0, "{pass}: {}", worker.log_tail());
         assert_eq!(emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], namespace.as_str());
     }

@@ -37,7 +37,9 @@ pub fn routes(app: App) -> Router {
     responses((status = 200, description = "This document (OpenAPI 3.1).", content_type = "application/json", body = Object)),
 )]
 async fn serve() -> Response {
-    ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache")], json_text()).into_response()
+    // Built once a process: the document is about 200 KB of JSON, and the route is public.
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(json_text);
+    ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache")], TEXT.as_str()).into_response()
 }
 
 /// The query of every paged admin listing ([`super::page_params`]).
@@ -213,10 +215,13 @@ pub fn document() -> Value {
         "headers".into(),
         json!({
             "x-request-id": {
-                "description": "The request's id, also in error bodies and on every log line of the request. \
-                    In AWS it is API Gateway's request id; locally it is the client's own `x-request-id` when \
-                    that is 1 to 128 letters, digits or `-_.:=+/`, and a new one otherwise.",
-                "required": true,
+                "description": "The request's id, also in error bodies and on the server's log lines of the \
+                    request. Every answer of the imghost server has it. In AWS it is API Gateway's request id, on \
+                    every answer of a function; images served by CloudFront from the bucket, and API Gateway's own \
+                    errors (which carry `apigw-requestid`), do not reach a function. Locally it is the client's \
+                    own `x-request-id` when that is 1 to 128 letters, digits or `-_.:=+/`, and a new one \
+                    otherwise.",
+                "required": false,
                 "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:=+/-]+$"}
             }
         }),

@@ -1,5 +1,6 @@
-//! Request ids: one id per request, on its answer, in its error body and on every log line it
-//! causes, so that a user's report ("request_id": "...") leads to the log lines of that request.
+//! Request ids: one id per request, on its answer, in its error body and on the log lines of its
+//! task (work moved to a blocking thread logs without it), so that a user's report
+//! (`"request_id": "..."`) leads to the log lines of that request.
 //!
 //! The id is the `x-request-id` the request arrives with when it is a valid one, or a new one.
 //! In AWS the Lambda functions set that header from API Gateway's own request id before the
@@ -37,7 +38,7 @@ pub fn generate() -> String {
 
 /// The middleware every router runs (see `http::finish`): settles the request's id, runs the
 /// request inside a span that carries it, puts it on the answer, counts 4xx and 5xx answers by
-/// route, and logs one line per request.
+/// route (501, a format not offered, with the 4xx), and logs one line per request.
 pub async fn track(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
@@ -57,7 +58,9 @@ pub async fn track(mut request: Request, next: Next) -> Response {
         let mut response = next.run(request).await;
         let status = response.status();
         response.headers_mut().insert(HEADER, value);
-        if status.is_client_error() {
+        // 501 is the answer to a format a client asked for and is not offered (oEmbed): the
+        // client's doing, not a fault.
+        if status.is_client_error() || status == http::StatusCode::NOT_IMPLEMENTED {
             metrics::count(&metrics::CLIENT_ERRORS, Some(&route), 1);
         } else if status.is_server_error() {
             metrics::count(&metrics::SERVER_ERRORS, Some(&route), 1);

@@ -29,8 +29,10 @@ pub struct Prepared {
     pub meta: Metadata,
     /// The original with metadata removed: what is stored and served.
     pub stripped: Bytes,
-    /// When checking began, for the ingest latency metric.
-    pub started: std::time::Instant,
+    /// How long checking it took, for the ingest latency metric (checking plus storing; the
+    /// files of a request are all checked before any is stored, so a wall clock from the start
+    /// would charge each file with the others' work).
+    pub checked_in: std::time::Duration,
 }
 
 /// Checks an upload and prepares it for storage: [`media::inspect`] (format by magic bytes,
@@ -59,7 +61,7 @@ pub fn prepare(bytes: &[u8]) -> Result<Prepared> {
         height: facts.height,
         meta,
         stripped: Bytes::from(stripped),
-        started,
+        checked_in: started.elapsed(),
     })
 }
 
@@ -79,6 +81,8 @@ pub struct Stored {
     pub image: ImageRecord,
     /// The bytes were already stored; this upload shares the existing image.
     pub duplicate: bool,
+    /// This very upload was stored before (a redelivered event or message): nothing changed.
+    pub repeated: bool,
 }
 
 /// How often ingest re-reads after losing a race before giving up with a 503.
@@ -89,14 +93,19 @@ pub(super) const INGEST_ATTEMPTS: usize = 8;
 /// the same digest (a retried delivery) finds the upload already attached and changes nothing.
 #[instrument(skip_all, fields(hash = %p.hash))]
 pub async fn store(app: &App, p: &Prepared, token_digest: &str) -> Result<Stored> {
+    let started = std::time::Instant::now();
     let stored = store_once(app, p, token_digest).await?;
+    if stored.repeated {
+        // A redelivery is not another upload: the statistics do not count it either.
+        return Ok(stored);
+    }
     let format = Some(p.format.name());
     metrics::count(&metrics::UPLOADS, format, 1);
     metrics::count(&metrics::UPLOAD_BYTES, format, p.stripped.len() as u64);
     if stored.duplicate {
         metrics::count(&metrics::DUPLICATES, None, 1);
     }
-    metrics::observe(&metrics::INGEST_LATENCY, None, metrics::millis_since(p.started));
+    metrics::observe(&metrics::INGEST_LATENCY, None, (p.checked_in + started.elapsed()).as_secs_f64() * 1000.0);
     Ok(stored)
 }
 
@@ -110,9 +119,9 @@ async fn store_once(app: &App, p: &Prepared, token_digest: &str) -> Result<Store
         if let Some(h) = table.get(&hash_pk(&p.hash), HASH_SK).await? {
             let id = h.str("image_id").unwrap_or_default().to_owned();
             match add_upload(app, &id, &p.hash, p, token_digest).await? {
-                Some(image) => {
-                    info!(image_id = %image.id, "duplicate upload");
-                    return Ok(Stored { image, duplicate: true });
+                Some((image, repeated)) => {
+                    info!(image_id = %image.id, repeated, "duplicate upload");
+                    return Ok(Stored { image, duplicate: true, repeated });
                 }
                 None => continue,
             }
@@ -160,7 +169,7 @@ async fn store_once(app: &App, p: &Prepared, token_digest: &str) -> Result<Store
                 match undo_pending_upload(app, &id, token_digest).await {
                     // A concurrent upload of the same bytes stored the original and activated
                     // the image, counting this upload with it: the upload stands.
-                    Ok(Some(image)) => return Ok(Stored { image, duplicate: false }),
+                    Ok(Some(image)) => return Ok(Stored { image, duplicate: false, repeated: false }),
                     Ok(None) => {}
                     Err(undo) => warn!(image_id = %id, error = %undo, "undoing the upload failed"),
                 }
@@ -168,7 +177,7 @@ async fn store_once(app: &App, p: &Prepared, token_digest: &str) -> Result<Store
             }
         };
         info!(image_id = %image.id, bytes = image.bytes, "new image");
-        return Ok(Stored { image, duplicate: false });
+        return Ok(Stored { image, duplicate: false, repeated: false });
     }
     Err(Error::client(Refusal::Unavailable, "busy", "the same image is being changed concurrently; try again"))
 }
@@ -197,9 +206,16 @@ async fn activate(app: &App, record: ImageRecord, p: &Prepared) -> Result<ImageR
     ImageRecord::from_item(&item)
 }
 
-/// Adds one upload to an existing image. Returns `None` when the hash item led to an image
-/// that is gone or going, after clearing the stale hash item so the next attempt starts fresh.
-async fn add_upload(app: &App, id: &str, hash: &str, p: &Prepared, token_digest: &str) -> Result<Option<ImageRecord>> {
+/// Adds one upload to an existing image, and says whether this very upload was there already (a
+/// redelivery). Returns `None` when the hash item led to an image that is gone or going, after
+/// clearing the stale hash item so the next attempt starts fresh.
+async fn add_upload(
+    app: &App,
+    id: &str,
+    hash: &str,
+    p: &Prepared,
+    token_digest: &str,
+) -> Result<Option<(ImageRecord, bool)>> {
     let table = &app.table;
     let Some(item) = table.get(&image_pk(id), META).await? else {
         clear_hash(app, hash, id).await?;
@@ -233,11 +249,11 @@ async fn add_upload(app: &App, id: &str, hash: &str, p: &Prepared, token_digest:
     match stats::transact_counted(&**table, ops, Change::DuplicateUpload, OffsetDateTime::now_utc()).await {
         Ok(()) => {
             record.refs += 1;
-            Ok(Some(record))
+            Ok(Some((record, false)))
         }
         // This very upload may be attached already (a retried delivery): then it is done.
         Err(e) if e.is_condition_failed() => match table.get(&image_pk(id), &upload_sk(token_digest)).await? {
-            Some(u) if u.bool("deleted") != Some(true) => Ok(Some(record)),
+            Some(u) if u.bool("deleted") != Some(true) => Ok(Some((record, true))),
             _ => Ok(None),
         },
         Err(e) => Err(e.into()),

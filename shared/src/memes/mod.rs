@@ -174,6 +174,11 @@ pub async fn deliver(
         None => None,
     };
     let charged = charge(app, account_id, req, key).await?;
+    // Counted where the token is taken, once: a takeover finishes a request charged before, and
+    // a meme that then fails is counted again as a refund.
+    if matches!(charged, Charged::Fresh { .. }) {
+        metrics::count(&metrics::MEMES_CHARGED, None, 1);
+    }
     if let Charged::Replay(body) = charged {
         return Ok(Answer { body, replayed: true });
     }
@@ -205,7 +210,6 @@ pub async fn deliver(
     if matches!(charged, Charged::TakenOver) {
         info!(account_id, "finished a request whose first attempt died after its charge");
     }
-    metrics::count(&metrics::MEMES_CHARGED, None, 1);
     Ok(Answer { body, replayed: false })
 }
 
